@@ -6,6 +6,8 @@ A task module ``lra_wavelet/tasks/<name>.py`` defines
 * ``load(split, config) -> dict[str, np.ndarray]``: ``inputs`` int32[M, L] (0 = padding),
   optional ``inputs2`` (second sequence of a pair), ``targets`` int32[M] (or int32[M, L] for
   token-level tasks, -1 = not supervised) for split in {"train", "validation", "test"}.
+* optionally ``report(results, workdir, config) -> dict``: extra entries for results.json
+  (and files such as plots in ``workdir``), called once after the final test evaluation.
 
 Shared here: the cache folder, atomic array caching, and the two errors a user can cause
 (missing data, malformed data), each one sentence that says what to do.

@@ -272,6 +272,9 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, Any]:
   }
   if "accuracy_by_position" in test:
     results["test_accuracy_by_position"] = test["accuracy_by_position"]
+  task = tasks.get(config.task)
+  if hasattr(task, "report"):  # task-specific additions (e.g. LEGO's extrapolation table and plot)
+    results.update(task.report(results, workdir, config) or {})
   _write_json(workdir / "results.json", results)
   for ckpt in (latest, best):
     ckpt.close()
