@@ -3,8 +3,8 @@
 An example is a bracketed expression such as ``( ( ( [MAX 2 ) 9 ) ] )`` over the operators
 MIN, MAX, MED (integer median) and SM (sum mod 10) on digits; the target is its value 0-9.
 
-* ``generate``: a seeded generator with the LRA grammar (below ``max_depth`` a node is a leaf
-  with probability 0.75, else an operator with 2..max_args arguments; keep examples with
+* ``generate``: a seeded generator with the LRA grammar (the root is at depth 1; below ``max_depth`` a
+  node is a leaf with probability 0.75, else an operator with 2..max_args arguments; keep examples with
   min_length < length < max_length tokens; de-duplicated) writing the official layout
   ``basic_{train,val,test}.tsv`` with header ``Source\\tTarget``.
 * ``read_tsv``: the reader for that layout (LRA release ``listops-1000/``), with errors that
@@ -94,7 +94,7 @@ def _sample_tree(rng: random.Random, opts: GeneratorOptions) -> tuple[str, int, 
     text = f"( ( {text} ) {CLOSE} )"
     return text, _apply(op, [v for _, v in children])
 
-  source, value = node(0)
+  source, value = node(1)  # the LRA generator starts its trees at depth 1
   return source, value, length
 
 
