@@ -1,0 +1,1 @@
+"""Benchmark commands behind ``lra-wavelet bench``; ``common`` holds what they share."""

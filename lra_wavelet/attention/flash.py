@@ -1,0 +1,271 @@
+"""Blockwise exact softmax attention whose memory grows linearly with sequence length.
+
+The scores ``q k^T`` are never materialised whole. The forward pass walks over blocks of
+queries and, inside each, over blocks of keys, keeping a running row maximum, row sum and
+weighted value sum (the online softmax of Milakov & Gimelshein 2018, used for memory-efficient
+attention by Rabe & Staats 2021). It saves only the output and the per-query logsumexp; the
+backward pass recomputes each block of probabilities from them (FlashAttention, Dao et al.
+2022, and its work partitioning in FlashAttention-2, Dao 2023). Activation memory is
+O(N * Dh) plus one ``[B, H, block_q, block_k]`` tile, instead of O(N^2).
+
+On the CPU this is also the fastest exact attention for long sequences: the tiles stay in
+the last-level cache and every dot covers all heads at once. ``default_block_sizes`` holds
+the per-platform tile shapes, measured with ``lra-wavelet bench``.
+
+``flash_attention`` has the semantics of ``softmax.dense_attention``: ``mask`` marks valid
+keys, queries at padded positions still attend over the valid keys, a query with no valid
+key gets zeros, and the optional causal mask lets query i see keys j <= i.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+
+class BlockSizes(NamedTuple):
+  """Tile shape: queries per block and keys per block."""
+  block_q: int
+  block_k: int
+
+
+# Largest score tile, in elements summed over batch and heads ([B, H, block_q, block_k]).
+# On the CPU a tile of this size (16 MB in float32) stays within the last-level cache for
+# the elementwise passes between dots; on accelerators it bounds the per-step workspace.
+_MAX_TILE_ELEMENTS = {"cpu": 4 * 1024 * 1024, "gpu": 16 * 1024 * 1024, "tpu": 16 * 1024 * 1024}
+# Preferred (block_q, block_k) per platform before the tile bound is applied. CPU: measured
+# at N=4096, 8 heads of 64, forward + backward CPU time relative to PyTorch's SDPA on the same
+# 2-core machine: 128x512 1.15, 256x256 0.99, 256x512 0.99, 512x256 0.98, 256x1024 1.07,
+# 512x512 1.11 (about 5% noise); 256x512 also keeps the loop count low at long lengths.
+_PREFERRED_BLOCKS = {"cpu": (256, 512), "gpu": (1024, 1024), "tpu": (1024, 1024)}
+
+
+def _platform() -> str:
+  """"cpu", "gpu" or "tpu" for the default JAX backend (unknown backends count as CPU)."""
+  backend = jax.default_backend()
+  if backend in ("gpu", "cuda", "rocm"):
+    return "gpu"
+  return backend if backend in _PREFERRED_BLOCKS else "cpu"
+
+
+def default_block_sizes(n_q: int, n_k: int, batch_heads: int = 8, *,
+                        platform: str | None = None) -> BlockSizes:
+  """Block sizes for ``n_q`` queries and ``n_k`` keys with ``batch_heads`` = B * H.
+
+  A sequence shorter than the preferred block is one block; while the score tile exceeds the
+  platform's budget (large B * H), the key block and then the query block are halved, not
+  below 128.
+  """
+  platform = platform or _platform()
+  block_q, block_k = _PREFERRED_BLOCKS.get(platform, _PREFERRED_BLOCKS["cpu"])
+  budget = _MAX_TILE_ELEMENTS.get(platform, _MAX_TILE_ELEMENTS["cpu"])
+  block_q, block_k = min(block_q, n_q), min(block_k, n_k)
+  while batch_heads * block_q * block_k > budget and block_k >= 256:
+    block_k //= 2
+  while batch_heads * block_q * block_k > budget and block_q >= 256:
+    block_q //= 2
+  return BlockSizes(max(block_q, 1), max(block_k, 1))
+
+
+def _causal_blocks(i: jax.Array, block_q: int, block_k: int, num_k_blocks: int) -> jax.Array:
+  """Number of key blocks that query block ``i`` can see under the causal mask."""
+  last_query = (i + 1) * block_q - 1
+  return jnp.minimum(num_k_blocks, last_query // block_k + 1)
+
+
+def _allowed(key_valid_j: jax.Array, i: jax.Array, j: jax.Array, block_q: int, block_k: int,
+             causal: bool) -> jax.Array:
+  """bool [B, 1, block_q, block_k]: which (query, key) pairs of tile (i, j) may attend."""
+  allowed = key_valid_j[:, None, None, :]
+  if causal:
+    rows = i * block_q + lax.broadcasted_iota(jnp.int32, (block_q, block_k), 0)
+    cols = j * block_k + lax.broadcasted_iota(jnp.int32, (block_q, block_k), 1)
+    allowed = allowed & (cols <= rows)[None, None]
+  return allowed
+
+
+def _scores(q_i, k_j, allowed):
+  """[B, H, bq, Dh] x [B, H, bk, Dh] -> float32 [B, H, bq, bk], -inf where not allowed."""
+  s = jnp.einsum("bhqd,bhkd->bhqk", q_i, k_j, preferred_element_type=jnp.float32)
+  return jnp.where(allowed, s, -jnp.inf)
+
+
+def _query_blocks(x: jax.Array, block_q: int) -> jax.Array:
+  """[B, H, Nq, ...] -> [Nq / block_q, B, H, block_q, ...] (the scan axis first)."""
+  b, h, n = x.shape[:3]
+  x = x.reshape(b, h, n // block_q, block_q, *x.shape[3:])
+  return jnp.moveaxis(x, 2, 0)
+
+
+def _unblock(x: jax.Array) -> jax.Array:
+  """Inverse of ``_query_blocks``."""
+  nb, b, h, bq = x.shape[:4]
+  return jnp.moveaxis(x, 0, 2).reshape(b, h, nb * bq, *x.shape[4:])
+
+
+def _forward(q, k, v, key_valid, causal, block_q, block_k):
+  """Output [B, H, Nq, Dv] (dtype of v) and logsumexp [B, H, Nq] (float32) of pre-scaled q."""
+  num_k_blocks = k.shape[2] // block_k
+
+  def query_block(_, xs):
+    i, q_i = xs
+    b, h = q_i.shape[:2]
+    m0 = jnp.full((b, h, block_q), -jnp.inf, jnp.float32)
+    l0 = jnp.zeros((b, h, block_q), jnp.float32)
+    acc0 = jnp.zeros((b, h, block_q, v.shape[-1]), jnp.float32)
+
+    def key_block(j, carry):
+      m, l, acc = carry
+      k_j = lax.dynamic_slice_in_dim(k, j * block_k, block_k, axis=2)
+      v_j = lax.dynamic_slice_in_dim(v, j * block_k, block_k, axis=2)
+      valid_j = lax.dynamic_slice_in_dim(key_valid, j * block_k, block_k, axis=1)
+      s = _scores(q_i, k_j, _allowed(valid_j, i, j, block_q, block_k, causal))
+      m_new = jnp.maximum(m, jnp.max(s, axis=-1))
+      # A row that has seen no allowed key keeps m = -inf; subtract 0 there instead so that
+      # exp gives 0 rather than NaN.
+      m_safe = jnp.where(m_new == -jnp.inf, 0.0, m_new)
+      p = jnp.exp(s - m_safe[..., None])
+      correction = jnp.exp(m - m_safe)
+      l = l * correction + jnp.sum(p, axis=-1)
+      pv = jnp.einsum("bhqk,bhkd->bhqd", p.astype(v.dtype), v_j, preferred_element_type=jnp.float32)
+      return m_new, l, acc * correction[..., None] + pv
+
+    stop = _causal_blocks(i, block_q, block_k, num_k_blocks) if causal else num_k_blocks
+    m, l, acc = lax.fori_loop(0, stop, key_block, (m0, l0, acc0))
+    nonempty = l > 0
+    out = acc / jnp.where(nonempty, l, 1.0)[..., None]
+    lse = jnp.where(nonempty, m + jnp.log(jnp.where(nonempty, l, 1.0)), 0.0)
+    return None, (out.astype(v.dtype), lse)
+
+  num_q_blocks = q.shape[2] // block_q
+  _, (out, lse) = lax.scan(query_block, None, (jnp.arange(num_q_blocks), _query_blocks(q, block_q)))
+  return _unblock(out), _unblock(lse)
+
+
+def _backward(q, k, v, key_valid, out, lse, d_out, causal, block_q, block_k):
+  """Gradients of sum(out * d_out) w.r.t. pre-scaled q, k and v, one tile at a time.
+
+  Tiles are computed key-major ([B, H, block_k, block_q]) so that all five products are
+  plain or right-transposed matrix products, the forms that run fastest on the CPU; dq is
+  accumulated transposed ([B, H, Dh, block_q]) against a transposed copy of k for the same
+  reason.
+  """
+  num_k_blocks = k.shape[2] // block_k
+  # delta_i = sum_j P_ij dP_ij = d_out_i . out_i (the softmax Jacobian's diagonal term).
+  delta = jnp.einsum("bhqd,bhqd->bhq", d_out.astype(jnp.float32), out.astype(jnp.float32))
+  k_t = jnp.swapaxes(k, 2, 3)  # [B, H, Dh, Nk]
+
+  def query_block(carry, xs):
+    dk, dv = carry
+    i, q_i, do_i, lse_i, delta_i = xs
+
+    def key_block(j, inner):
+      dq_t, dk, dv = inner
+      k_j = lax.dynamic_slice_in_dim(k, j * block_k, block_k, axis=2)
+      k_t_j = lax.dynamic_slice_in_dim(k_t, j * block_k, block_k, axis=3)
+      v_j = lax.dynamic_slice_in_dim(v, j * block_k, block_k, axis=2)
+      valid_j = lax.dynamic_slice_in_dim(key_valid, j * block_k, block_k, axis=1)
+      allowed_t = jnp.swapaxes(_allowed(valid_j, i, j, block_q, block_k, causal), 2, 3)
+      s_t = jnp.einsum("bhkd,bhqd->bhkq", k_j, q_i, preferred_element_type=jnp.float32)
+      p_t = jnp.where(allowed_t, jnp.exp(s_t - lse_i[:, :, None, :]), 0.0)
+      dv_j = jnp.einsum("bhkq,bhqd->bhkd", p_t.astype(do_i.dtype), do_i,
+                        preferred_element_type=jnp.float32)
+      dp_t = jnp.einsum("bhkd,bhqd->bhkq", v_j, do_i, preferred_element_type=jnp.float32)
+      ds_t = p_t * (dp_t - delta_i[:, :, None, :])
+      dk_j = jnp.einsum("bhkq,bhqd->bhkd", ds_t.astype(q_i.dtype), q_i,
+                        preferred_element_type=jnp.float32)
+      dq_t = dq_t + jnp.einsum("bhdk,bhkq->bhdq", k_t_j, ds_t.astype(k.dtype),
+                               preferred_element_type=jnp.float32)
+      dk = lax.dynamic_update_slice_in_dim(
+          dk, lax.dynamic_slice_in_dim(dk, j * block_k, block_k, axis=2) + dk_j, j * block_k, axis=2)
+      dv = lax.dynamic_update_slice_in_dim(
+          dv, lax.dynamic_slice_in_dim(dv, j * block_k, block_k, axis=2) + dv_j, j * block_k, axis=2)
+      return dq_t, dk, dv
+
+    dq_t0 = jnp.zeros((*q_i.shape[:2], q_i.shape[3], block_q), jnp.float32)
+    stop = _causal_blocks(i, block_q, block_k, num_k_blocks) if causal else num_k_blocks
+    dq_t, dk, dv = lax.fori_loop(0, stop, key_block, (dq_t0, dk, dv))
+    return (dk, dv), jnp.swapaxes(dq_t, 2, 3)
+
+  num_q_blocks = q.shape[2] // block_q
+  zeros_k = jnp.zeros(k.shape, jnp.float32)
+  zeros_v = jnp.zeros(v.shape, jnp.float32)
+  xs = (jnp.arange(num_q_blocks),) + tuple(_query_blocks(t, block_q) for t in (q, d_out, lse, delta))
+  (dk, dv), dq = lax.scan(query_block, (zeros_k, zeros_v), xs)
+  return _unblock(dq).astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
+def _flash(q, k, v, key_valid, causal, block_q, block_k):
+  return _forward(q, k, v, key_valid, causal, block_q, block_k)[0]
+
+
+def _flash_fwd(q, k, v, key_valid, causal, block_q, block_k):
+  out, lse = _forward(q, k, v, key_valid, causal, block_q, block_k)
+  return out, (q, k, v, key_valid, out, lse)
+
+
+def _flash_bwd(causal, block_q, block_k, residuals, d_out):
+  q, k, v, key_valid, out, lse = residuals
+  dq, dk, dv = _backward(q, k, v, key_valid, out, lse, d_out, causal, block_q, block_k)
+  return dq, dk, dv, None
+
+
+_flash.defvjp(_flash_fwd, _flash_bwd)
+
+
+def _pad_to(x: jax.Array, n: int, axis: int, value=0) -> jax.Array:
+  if x.shape[axis] == n:
+    return x
+  widths = [(0, 0)] * x.ndim
+  widths[axis] = (0, n - x.shape[axis])
+  return jnp.pad(x, widths, constant_values=value)
+
+
+def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None, *,
+                    causal: bool = False, block_q: int | None = None,
+                    block_k: int | None = None) -> jax.Array:
+  """Exact softmax attention in blocks, with a recomputing backward pass.
+
+  Args:
+    q: [B, H, Nq, Dh] queries.
+    k: [B, H, Nk, Dh] keys.
+    v: [B, H, Nk, Dv] values.
+    mask: bool [B, Nk], True at valid keys (None: all valid).
+    causal: query i sees keys j <= i only.
+    block_q, block_k: tile shape; None picks ``default_block_sizes`` for this platform.
+      Lengths that are not a multiple of the block are padded (and the padding masked).
+
+  Returns:
+    [B, H, Nq, Dv] in the dtype of ``q``. Scores, softmax and accumulation run in float32
+    for any input dtype.
+  """
+  if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+    raise ValueError(f"q, k, v must be [B, H, N, Dh]; got shapes {q.shape}, {k.shape}, {v.shape}")
+  b, h, n_q, d = q.shape
+  n_k = k.shape[2]
+  if k.shape[:2] != (b, h) or k.shape[3] != d or v.shape[:3] != k.shape[:3]:
+    raise ValueError(f"k must be [B, H, Nk, Dh] and v [B, H, Nk, Dv] matching q {q.shape}; "
+                     f"got k {k.shape}, v {v.shape}")
+  if mask is not None and mask.shape != (b, n_k):
+    raise ValueError(f"mask must be bool [B, Nk] = {(b, n_k)}; got {mask.shape}")
+  auto = default_block_sizes(n_q, n_k, b * h)
+  block_q = min(block_q or auto.block_q, n_q)
+  block_k = min(block_k or auto.block_k, n_k)
+  if block_q < 1 or block_k < 1:
+    raise ValueError(f"block sizes must be positive; got block_q={block_q}, block_k={block_k}")
+  padded_q = -(-n_q // block_q) * block_q
+  padded_k = -(-n_k // block_k) * block_k
+  key_valid = jnp.ones((b, n_k), bool) if mask is None else mask.astype(bool)
+  key_valid = _pad_to(key_valid, padded_k, axis=1, value=False)
+  dtype = jnp.result_type(q.dtype, k.dtype, v.dtype)
+  scale = jnp.asarray(d ** -0.5, dtype)
+  out = _flash(_pad_to((q * scale).astype(dtype), padded_q, axis=2),
+               _pad_to(k.astype(dtype), padded_k, axis=2),
+               _pad_to(v.astype(dtype), padded_k, axis=2), key_valid,
+               causal, block_q, block_k)
+  return out[:, :, :n_q].astype(q.dtype)

@@ -1,0 +1,67 @@
+"""Smoke test of the mixer benchmark (lra_wavelet/bench/mixers.py) and its shared helpers.
+
+Not a timing assertion: a tiny run must write the markdown, CSV and plot with one row per
+(mixer, length), the baseline's ratio must be 1, an unregistered mixer must be reported as
+skipped, and the helpers must parse specs, cut repeats to a budget and extrapolate times.
+"""
+
+import csv
+import time
+
+import pytest
+
+from lra_wavelet.bench import common, mixers
+
+
+def test_parse_spec():
+  assert mixers.parse_spec("softmax") == ("softmax", {})
+  assert mixers.parse_spec("wavspa:inner=softmax;levels=1;wavelet=db2") == (
+      "wavspa", {"inner": "softmax", "levels": 1, "wavelet": "db2"})
+  assert mixers.parse_spec("local:window=2.5;causal=true") == ("local", {"window": 2.5, "causal": True})
+  for bad in ("", ":levels=1", "mra:levels"):
+    with pytest.raises(ValueError):
+      mixers.parse_spec(bad)
+
+
+def test_default_mixers_are_specs():
+  names = [mixers.parse_spec(spec)[0] for spec in mixers.DEFAULT_MIXERS]
+  assert names[0] == "softmax" and {"wavspa", "mra", "wersa", "linear", "performer"} <= set(names)
+
+
+def test_time_fn_budget_and_prediction():
+  calls = []
+  timing = common.time_fn(lambda: calls.append(1), repeats=3, warmup=2)
+  assert len(calls) == 5 and len(timing.wall) == 3 and timing.minimum <= timing.median
+  # A 20 ms function with a 30 ms budget gets one timed run after the warm-up.
+  timing = common.time_fn(lambda: time.sleep(0.02), repeats=5, max_seconds=0.03)
+  assert len(timing.wall) == 1 and timing.median >= 0.02
+  assert common.predicted_seconds([], 100) is None
+  assert common.predicted_seconds([(100, 1.0)], 200) == pytest.approx(4.0)  # quadratic default
+  assert common.predicted_seconds([(100, 1.0), (200, 2.0)], 400) == pytest.approx(4.0)  # linear fit
+  assert common.predicted_seconds([(100, 1.0), (200, 1.0)], 400) == pytest.approx(2.0)  # at least linear
+
+
+def test_run_mixer_bench_writes_tables(tmp_path):
+  lengths = (16, 32)
+  path = mixers.run_mixer_bench(["softmax", "no_such_mixer"], lengths=lengths, batch=1, num_heads=2,
+                                head_dim=8, repeats=1, results_dir=tmp_path, max_seconds_per_case=60)
+  assert path == tmp_path / "bench_mixers.md"
+  with (tmp_path / "bench_mixers.csv").open() as f:
+    rows = list(csv.DictReader(f))
+  by_case = {(r["mixer"], int(r["n"])): r for r in rows}
+  expected = ["softmax", "softmax:implementation=blockwise", "softmax:implementation=xla",
+              "softmax:implementation=dense", "no_such_mixer"]
+  for label in expected:
+    for n in lengths:
+      assert (label, n) in by_case, (label, n)
+  for n in lengths:
+    base = by_case[("softmax", n)]
+    assert base["status"] == "ok" and base["impl"].startswith("auto: ")
+    assert float(base["ratio"]) == 1.0 and float(base["time_s"]) > 0
+    assert float(base["xla_peak_mb"]) > 0
+    assert by_case[("softmax:implementation=blockwise", n)]["status"] == "ok"
+    assert by_case[("no_such_mixer", n)]["status"] == "skipped: mixer not registered"
+  markdown = path.read_text()
+  assert "softmax:implementation=blockwise" in markdown and "skipped: mixer not registered" in markdown
+  assert "jax 0." in markdown and "- date:" in markdown
+  assert (tmp_path / "bench_mixers.png").stat().st_size > 1000
