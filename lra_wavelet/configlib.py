@@ -106,6 +106,20 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def add_tfds_fields(config: ml_collections.ConfigDict) -> None:
+  """The ``config.data`` fields of a task read from TensorFlow Datasets (Text, Image)."""
+  config.data.tfds_data_dir = ""    # folder with a prepared TFDS copy; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
+  config.data.tfds_download = True  # let TFDS download and prepare the dataset there when it is missing
+
+
+def add_pixel_fields(config: ml_collections.ConfigDict, height: int, width: int) -> None:
+  """One token per pixel of a ``height x width`` image: max_len, ``data.image_shape`` (read by
+  2-D aware presets such as MRA's patch blocks) and mean pooling (no CLS token in the grid)."""
+  config.max_len = height * width
+  config.data.image_shape = (height, width)  # (H, W) of the pixel grid; max_len = H * W
+  config.model.pooling = "mean"
+
+
 def finalize(config: ml_collections.ConfigDict, args: ml_collections.ConfigDict,
              presets: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
   """Apply the model preset named by ``args.model`` and lock the config.

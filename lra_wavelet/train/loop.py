@@ -100,27 +100,35 @@ def make_train_step(graphdef, config):
 def make_eval_step(graphdef, config):
   compute_dtype = COMPUTE_DTYPES[config.model.compute_dtype]
 
-  def step(state, batch):
+  def step(state, batch, num_groups=0):
     model, _ = nnx.merge(graphdef, state)
     logits = forward(model, batch, deterministic=True, compute_dtype=compute_dtype)
     w = jnp.broadcast_to(example_weights(batch, logits.ndim), batch["targets"].shape)
     sums = dict(zip(("loss", "correct", "count"),
                     weighted_cross_entropy(logits, batch["targets"], w)))
+    hits = jnp.argmax(logits, -1) == batch["targets"]
     if logits.ndim == 3:  # token task: accuracy per position
       valid = w * (batch["targets"] >= 0)
-      sums["correct_by_position"] = ((jnp.argmax(logits, -1) == batch["targets"]) * valid).sum(0)
+      sums["correct_by_position"] = (hits * valid).sum(0)
       sums["count_by_position"] = valid.sum(0)
+    if num_groups:  # accuracy per task-given group id (``groups``, shaped like targets, -1 = none)
+      groups = batch["groups"].reshape(-1)
+      valid = (w * (batch["targets"] >= 0)).reshape(-1) * (groups >= 0)
+      ids = jnp.maximum(groups, 0)
+      sums["correct_by_group"] = jax.ops.segment_sum(hits.reshape(-1) * valid, ids, num_groups)
+      sums["count_by_group"] = jax.ops.segment_sum(valid, ids, num_groups)
     return sums
 
-  return jax.jit(step)
+  return jax.jit(step, static_argnames="num_groups")
 
 
 def evaluate(eval_step, state, arrays, config, mesh) -> dict[str, Any]:
   """Loss and accuracy of ``state`` on a whole split (``max_eval_batches`` caps it)."""
   batch_size = config.eval_batch_size or config.batch_size
+  num_groups = int(arrays["groups"].max()) + 1 if "groups" in arrays else 0
   totals: dict[str, Any] = {}
   for batch in data_lib.eval_batches(arrays, batch_size=batch_size, max_batches=config.max_eval_batches):
-    sums = eval_step(state, data_lib.to_global(batch, mesh))
+    sums = eval_step(state, data_lib.to_global(batch, mesh), num_groups=num_groups)
     totals = sums if not totals else jax.tree.map(jnp.add, totals, sums)
   totals = jax.tree.map(np.asarray, totals)
   count = max(float(totals["count"]), 1.0)
@@ -129,6 +137,9 @@ def evaluate(eval_step, state, arrays, config, mesh) -> dict[str, Any]:
   if "correct_by_position" in totals:
     result["accuracy_by_position"] = (totals["correct_by_position"] /
                                       np.maximum(totals["count_by_position"], 1)).tolist()
+  if "correct_by_group" in totals:
+    result["accuracy_by_group"] = (totals["correct_by_group"] /
+                                   np.maximum(totals["count_by_group"], 1)).tolist()
   return result
 
 
@@ -272,6 +283,8 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, Any]:
   }
   if "accuracy_by_position" in test:
     results["test_accuracy_by_position"] = test["accuracy_by_position"]
+  if "accuracy_by_group" in test:
+    results["test_accuracy_by_group"] = test["accuracy_by_group"]
   task = tasks.get(config.task)
   if hasattr(task, "report"):  # task-specific additions (e.g. LEGO's extrapolation table and plot)
     results.update(task.report(results, workdir, config) or {})
