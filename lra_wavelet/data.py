@@ -1,8 +1,11 @@
 """Input pipeline: deterministic, resumable batches from a task's cached arrays (grain).
 
-Training batches are a pure function of (seed, step): grain's ``MapDataset`` shuffles example
-indices with a per-epoch seed and batches them, so batch ``s`` can be read directly — resuming
-at step ``s`` needs no iterator state, and two runs with the same seed see identical batches.
+Training batches are a pure function of (seed, step): every epoch is a permutation of the
+examples drawn from (seed, epoch), and batch ``s`` holds positions ``s*B .. (s+1)*B - 1`` of
+the endless sequence of epochs, so batch ``s`` can be read directly — resuming at step ``s``
+needs no iterator state, and two runs with the same seed see identical batches. A grain
+``MapDataset`` over step numbers computes each batch's indices with one vectorised lookup
+and gathers its rows; its read threads prepare batches ahead of the training step.
 Each process reads only its share of every global batch; ``to_global`` assembles the shares
 into one array sharded over the data axis of the device mesh, so the same code runs on one
 CPU, several GPUs or a TPU slice.
@@ -10,6 +13,7 @@ CPU, several GPUs or a TPU slice.
 
 from __future__ import annotations
 
+import functools
 from typing import Iterator
 
 import grain
@@ -51,23 +55,39 @@ def _gather(arrays: dict[str, np.ndarray]):
   return take
 
 
+@functools.lru_cache(maxsize=4)
+def epoch_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:
+  """The example order of one epoch: a permutation drawn from (seed, epoch). Read-only."""
+  order = np.random.default_rng((seed, epoch)).permutation(num_examples)
+  order.flags.writeable = False
+  return order
+
+
+def batch_indices(step: int, seed: int, batch_size: int, num_examples: int) -> np.ndarray:
+  """Example indices int64[batch_size] of global batch ``step`` (it may span two epochs)."""
+  epochs, offsets = np.divmod(np.arange(step * batch_size, (step + 1) * batch_size), num_examples)
+  indices = np.empty(batch_size, np.int64)
+  for epoch in np.unique(epochs):
+    here = epochs == epoch
+    indices[here] = epoch_order(seed, int(epoch), num_examples)[offsets[here]]
+  return indices
+
+
 def train_batches(arrays: dict[str, np.ndarray], *, batch_size: int, seed: int, start_step: int,
                   num_steps: int, prefetch: int = 4) -> Iterator[dict[str, np.ndarray]]:
   """This process's part of global batches ``start_step .. num_steps-1``.
 
-  Batch s holds examples ``shuffle(seed, epoch)[s*batch_size : (s+1)*batch_size]`` of the
-  endless sequence of reshuffled epochs; the process with index p takes rows p::process_count.
+  Batch s holds positions ``s*batch_size .. (s+1)*batch_size - 1`` of the endless sequence of
+  epochs, epoch e ordered by ``epoch_order(seed, e)``; the process with index p takes rows
+  p::process_count.
   """
   num_examples = len(next(iter(arrays.values())))
   if num_examples < batch_size:
     raise ValueError(f"the training split has {num_examples} examples, fewer than batch_size={batch_size}")
-  ds = (grain.MapDataset.range(num_examples)
-        .shuffle(seed=seed)
-        .repeat()
-        .batch(batch_size, drop_remainder=True))
-  ds = ds[start_step:num_steps]
   procs, me = jax.process_count(), jax.process_index()
-  ds = ds.map(lambda idx: idx[me::procs]).map(_gather(arrays))
+  ds = grain.MapDataset.range(start_step, max(num_steps, start_step))
+  ds = ds.map(lambda step: batch_indices(step, seed, batch_size, num_examples)[me::procs])
+  ds = ds.map(_gather(arrays))
   if prefetch > 0:
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=prefetch))
   return iter(ds)

@@ -4,6 +4,8 @@ embed (token + learned/sinusoidal position) -> N x pre-LN block (mixer, GELU MLP
 -> final LayerNorm -> pooled vector (CLS token or padding-aware mean). The mixer is any entry
 of ``lra_wavelet.attention``'s registry, so WavSpA, MRA, WERSA and the baselines all run in
 the same encoder.
+Dropout masks come from a counter hash (``dropout_keep_mask``, cheap on the CPU) and ``remat``
+recomputes each block in the backward pass (``recompute_in_backward``) to bound activation memory.
 """
 
 from __future__ import annotations
@@ -74,13 +76,117 @@ def build_mixer(opts: EncoderOptions, rngs: nnx.Rngs) -> nnx.Module:
   return attention.build(opts.mixer, dim=opts.dim, num_heads=opts.num_heads, rngs=rngs, **options)
 
 
+def _hash_mix(h: jax.Array) -> jax.Array:
+  """A 32-bit integer finaliser (xorshift-multiply, C. Wellons' "lowbias32"): every input bit
+  flips each output bit with probability close to 1/2."""
+  h = (h ^ (h >> 16)) * jnp.uint32(0x7FEB352D)
+  h = (h ^ (h >> 15)) * jnp.uint32(0x846CA68B)
+  return h ^ (h >> 16)
+
+
+def dropout_keep_mask(key: jax.Array, shape: tuple[int, ...], keep_prob: float) -> jax.Array:
+  """bool[shape], True with probability ``keep_prob`` (to 2^-32), independently per element.
+
+  Two words drawn from ``key`` seed a counter-based hash: element i keeps if
+  mix(mix(i ^ w0) + w1) < keep_prob * 2^32. One fused elementwise pass, about 5x cheaper
+  than Philox bits on the CPU and far cheaper than threefry's, which matters because XLA
+  recomputes dropout masks in the backward pass rather than storing them.
+  """
+  size = int(np.prod(shape))
+  if size >= 2 ** 32:
+    raise ValueError(f"dropout over {size} elements needs a wider counter; split the array")
+  w0, w1 = jax.random.bits(key, (2,), jnp.uint32)
+  bits = _hash_mix(_hash_mix(jax.lax.iota(jnp.uint32, size) ^ w0) + w1).reshape(shape)
+  return bits < jnp.uint32(min(int(keep_prob * 2.0 ** 32), 2 ** 32 - 1))
+
+
+class Dropout(nnx.Module):
+  """Inverted dropout like ``nnx.Dropout`` (its own fork of the ``dropout`` stream, one key
+  per call), with masks from ``dropout_keep_mask``."""
+
+  def __init__(self, rate: float, *, rngs: nnx.Rngs):
+    if not 0.0 <= rate <= 1.0:
+      raise ValueError(f"dropout rate must be in [0, 1]; got {rate}")
+    self.rate = rate
+    self.rngs = rngs["dropout"].fork()
+
+  def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
+    if deterministic or self.rate == 0.0:
+      return x
+    if self.rate == 1.0:
+      return jnp.zeros_like(x)
+    keep_prob = 1.0 - self.rate
+    keep = dropout_keep_mask(self.rngs(), x.shape, keep_prob)
+    return jnp.where(keep, x / jnp.asarray(keep_prob, x.dtype), jnp.zeros((), x.dtype))
+
+
+def recompute_in_backward(fn):
+  """``fn`` under reverse-mode autodiff saves only its inputs and recomputes the rest when the
+  output's cotangent arrives (gradient checkpointing, Chen et al. 2016, like ``jax.checkpoint``).
+
+  ``jax.checkpoint`` ties its recomputation to nothing but the saved inputs, and XLA:CPU
+  (jax 0.10) schedules it right after the forward pass: every block's activations stay alive
+  and peak memory is unchanged (measured; tests/test_bench_train.py). Here the recomputation
+  and the backward pass run inside a ``lax.cond`` whose predicate reads the cotangent, so XLA
+  can neither merge them with the forward pass nor start them before the cotangent exists. The other branch, taken only when that cotangent
+  entry is NaN, returns NaN gradients (a NaN there makes every gradient NaN anyway).
+
+  ``fn(*args)`` returns a pytree whose first leaf is a floating array; integer inputs and
+  outputs (RNG counters, masks) are allowed and get zero (float0) cotangents.
+  """
+
+  @jax.custom_vjp
+  def wrapped(*args):
+    return fn(*args)
+
+  def fwd(*args):
+    # Save a fresh copy of the inputs' structure: ``fn`` may update variables inside ``args``
+    # in place (an NNX RNG counter), and the recomputation must see their values before it.
+    leaves, treedef = jax.tree.flatten(args)
+    return fn(*args), jax.tree.unflatten(treedef, leaves)
+
+  def bwd(args, cotangent):
+    def recompute(args, cotangent):
+      return jax.vjp(fn, *args)[1](cotangent)
+
+    def nan_gradients(args, cotangent):
+      grads = jax.eval_shape(recompute, args, cotangent)
+      return jax.tree.map(lambda g: jnp.full(g.shape, jnp.nan, g.dtype)
+                          if jnp.issubdtype(g.dtype, jnp.inexact) else jnp.zeros(g.shape, g.dtype), grads)
+
+    probe = jax.tree.leaves(cotangent)[0].reshape(-1)[0]
+    return jax.lax.cond(jnp.isnan(probe), nan_gradients, recompute, args, cotangent)
+
+  wrapped.defvjp(fwd, bwd)
+  return wrapped
+
+
+def rematerialized_block(block: nnx.Module, x: jax.Array, mask: jax.Array, *,
+                         deterministic: bool) -> jax.Array:
+  """``block(x, mask)`` keeping only x [B, N, D] for the backward pass (``recompute_in_backward``).
+
+  The block's RNG state goes in and out explicitly, so dropout draws the same masks when the
+  block is recomputed and the stream still advances once per call.
+  """
+  graphdef, params, rest = nnx.split(block, nnx.Param, ...)
+
+  def apply(params, rest, x, mask):
+    module = nnx.merge(graphdef, params, rest)
+    y = module(x, mask, deterministic=deterministic)
+    return y, nnx.split(module, nnx.Param, ...)[2]
+
+  y, rest = recompute_in_backward(apply)(params, rest, x, mask)
+  nnx.update(block, rest)
+  return y
+
+
 class MlpBlock(nnx.Module):
   """Dense(D -> mlp_dim) -> GELU -> dropout -> Dense(mlp_dim -> D)."""
 
   def __init__(self, dim: int, hidden: int, dropout: float, rngs: nnx.Rngs):
     self.fc1 = nnx.Linear(dim, hidden, rngs=rngs)
     self.fc2 = nnx.Linear(hidden, dim, rngs=rngs)
-    self.dropout = nnx.Dropout(dropout, rngs=rngs)
+    self.dropout = Dropout(dropout, rngs=rngs)
 
   def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
     return self.fc2(self.dropout(nnx.gelu(self.fc1(x)), deterministic=deterministic))
@@ -94,7 +200,7 @@ class EncoderBlock(nnx.Module):
     self.mixer = build_mixer(opts, rngs)
     self.norm2 = nnx.LayerNorm(opts.dim, rngs=rngs)
     self.mlp = MlpBlock(opts.dim, opts.mlp_dim, opts.dropout, rngs)
-    self.dropout = nnx.Dropout(opts.dropout, rngs=rngs)
+    self.dropout = Dropout(opts.dropout, rngs=rngs)
 
   def __call__(self, x: jax.Array, mask: jax.Array, *, deterministic: bool) -> jax.Array:
     keep = mask[..., None].astype(x.dtype)
@@ -121,7 +227,7 @@ class Encoder(nnx.Module):
       self.pos = None
     if opts.pooling == "cls":
       self.cls = nnx.Param(jnp.zeros((1, 1, opts.dim)))
-    self.dropout = nnx.Dropout(opts.dropout, rngs=rngs)
+    self.dropout = Dropout(opts.dropout, rngs=rngs)
     self.blocks = nnx.List([EncoderBlock(opts, rngs) for _ in range(opts.num_layers)])
     self.norm = nnx.LayerNorm(opts.dim, rngs=rngs)
 
@@ -139,7 +245,7 @@ class Encoder(nnx.Module):
     x = self.dropout(x, deterministic=deterministic) * mask[..., None].astype(x.dtype)
     for block in self.blocks:
       if self.opts.remat:
-        x = nnx.remat(lambda blk, y, m: blk(y, m, deterministic=deterministic))(block, x, mask)
+        x = rematerialized_block(block, x, mask, deterministic=deterministic)
       else:
         x = block(x, mask, deterministic=deterministic)
     x = self.norm(x)

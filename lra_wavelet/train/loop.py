@@ -31,6 +31,13 @@ from lra_wavelet.train.optim import make_optimizer
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
+# Dropout keys are Philox keys (Salmon et al. 2011; counter-based, passes BigCrush). On the CPU
+# JAX lowers its default threefry to a rolled loop that makes several passes over every mask,
+# and XLA recomputes masks in the backward pass: threefry masks took ~25% of a ListOps step,
+# Philox ~8x less. The encoder's own dropout layers draw their masks with a cheaper hash
+# (models/encoder.py); this choice serves every other nnx.Dropout (results/bench_train.md).
+DROPOUT_PRNG_IMPL = "philox2x32"
+
 
 class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN/inf loss; the message names the step."""
@@ -157,7 +164,8 @@ def load_task(config):
 
 def init_state(config, spec, mesh):
   """(graphdef, replicated state, num_params) of a fresh (model, optimizer)."""
-  model = build_model(config, spec, nnx.Rngs(params=config.seed, dropout=config.seed + 1))
+  dropout_key = jax.random.key(config.seed + 1, impl=DROPOUT_PRNG_IMPL)
+  model = build_model(config, spec, nnx.Rngs(params=config.seed, dropout=dropout_key))
   tx, _ = make_optimizer(config)
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   num_params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
