@@ -22,7 +22,8 @@ setup(
     packages=find_packages(include=["lra_wavelet", "lra_wavelet.*"]),
     install_requires=_requirements("requirements.txt"),
     extras_require={
-        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4"],
+        # ray[tune] is in the test extra so the local 4-trial sweep test runs in CI.
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "ray[tune]>=2.40,<3"],
         "sweep": ["ray[tune]>=2.40,<3"],
     },
     entry_points={"console_scripts": ["lra-wavelet=lra_wavelet.main:run"]},

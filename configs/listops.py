@@ -46,3 +46,32 @@ def get_config(arg=None):
     c.update(batch_size=32, num_train_steps=5_000, learning_rate=0.05, schedule="rsqrt",
              warmup_steps=1_000, weight_decay=0.1, log_every=100, eval_every=1000, checkpoint_every=1000)
   return configlib.finalize(c, args)
+
+
+def get_sweeps():
+  """Hyperparameter sweeps: ``lra-wavelet sweep --sweep=configs/listops.py:<name>``.
+
+  Format in ``lra_wavelet/sweep/spec.py``: ``config`` (get_config argument), ``fixed`` fields,
+  ``search`` ({field or arg.<name>: distribution}), ``num_samples``, ``metric``, ``mode``.
+  """
+  # A run of seconds per trial on generated toy data: checks that a Ray setup works.
+  smoke_fixed = {"num_train_steps": 20, "data.num_train": 256, "data.num_val": 64, "data.num_test": 64,
+                 "data.min_length": 8, "data.max_length": 40, "data.max_depth": 4, "max_len": 40,
+                 "batch_size": 16, "model.num_layers": 1, "model.dim": 32, "model.qkv_dim": 32,
+                 "model.mlp_dim": 64, "warmup_steps": 5, "log_every": 10, "eval_every": 20,
+                 "checkpoint_every": 20}
+  return {
+      "smoke": dict(config="model=transformer,scale=tiny", fixed=smoke_fixed,
+                    search={"learning_rate": ("grid", [1e-3, 3e-3]), "model.num_heads": ("grid", [1, 2])}),
+      # Learning rate and weight decay of the Transformer baseline at small scale.
+      "lr_wd": dict(config="model=transformer,scale=small",
+                    search={"learning_rate": ("loguniform", 1e-4, 3e-3),
+                            "weight_decay": ("choice", [0.01, 0.1])},
+                    num_samples=8),
+      # The learning rate of each WavSpA variant next to its backbone (small scale).
+      "wavspa_lr": dict(config="model=transformer,scale=small",
+                        search={"arg.model": ("grid", ["transformer", "transformer_wavspa",
+                                                       "transformer_wavspa_ada", "transformer_wavspa_ortho",
+                                                       "transformer_wavspa_lift"]),
+                                "learning_rate": ("grid", [5e-4, 1e-3, 2e-3])}),
+  }
