@@ -41,6 +41,26 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def replicate(tree, mesh: Mesh):
+  """A full copy of ``tree`` on every device of ``mesh``, also across processes.
+
+  ``jax.device_put`` cannot place arrays on another process's devices, so with several
+  processes every leaf is assembled from this process's identical host copy (every process
+  builds the same seeded state). Typed PRNG keys travel as their raw key data.
+  """
+  sharding = replicated(mesh)
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+
+  def put(x):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+  return jax.tree.map(put, tree)
+
+
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
   n = mesh.devices.size
   if batch_size % n or batch_size % jax.process_count():

@@ -3,12 +3,15 @@
 * The same micro training on 1 and on 4 (forced host) devices gives the same loss curve: the
   batch is split over the mesh and the gradients are averaged across it, so only the order of
   floating-point sums may differ.
+* Two processes with 2 devices each (gloo on CPU, like two hosts) give the 4-device curve, and
+  only process 0 writes metrics and results.
 * ``distributed.plan``: when ``jax.distributed.initialize`` is called, and with what.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -40,6 +43,31 @@ def test_one_and_four_devices_give_the_same_loss_curve(data_cache, tmp_path):
   np.testing.assert_allclose(loss4, loss1, rtol=1e-5)  # measured: ~1e-7
   assert results4["num_params"] == results1["num_params"]
   assert abs(results4["val_accuracy"] - results1["val_accuracy"]) <= 1 / 64  # at most one example differs
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_train_like_one_process_with_their_devices(data_cache, tmp_path):
+  args = cli_args(data_cache, tmp_path / "two", num_train_steps=STEPS, log_every=2, eval_every=STEPS,
+                  checkpoint_every=STEPS)
+  address = f"localhost:{_free_port()}"
+  with ThreadPoolExecutor(3) as pool:
+    runs = [pool.submit(run_cli, args + [f"--coordinator_address={address}", "--num_processes=2",
+                                         f"--process_id={p}"], devices=2) for p in (0, 1)]
+    single = pool.submit(_train, data_cache, tmp_path / "one", 4)
+    for run in runs:
+      run.result()
+    loss4, results4 = single.result()
+  loss2x2 = np.asarray([m["train_loss"] for m in read_metrics(tmp_path / "two") if "train_loss" in m])
+  results2x2 = json.loads((tmp_path / "two" / "results.json").read_text())
+  assert results2x2["machine"]["device_count"] == "4"
+  np.testing.assert_allclose(loss2x2, loss4, rtol=1e-5)
+  assert results2x2["test_accuracy"] == pytest.approx(results4["test_accuracy"], abs=1 / 64)
+  assert len(read_metrics(tmp_path / "two")) == len(read_metrics(tmp_path / "one"))  # no second writer
 
 
 def test_single_process_needs_no_initialisation():

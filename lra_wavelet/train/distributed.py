@@ -82,6 +82,9 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
   import jax  # pylint: disable=import-outside-toplevel
   if jax.distributed.is_initialized():
     return True
+  # CPU devices of different processes exchange data through gloo (other platforms ignore it),
+  # so a multi-process run also works on CPU-only machines and in tests.
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(**kwargs)
   logging.info("JAX distributed: process %d of %d, %d local / %d global devices", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())

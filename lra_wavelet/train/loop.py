@@ -170,7 +170,7 @@ def init_state(config, spec, mesh):
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   num_params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
   graphdef, state = nnx.split((model, optimizer))
-  return graphdef, jax.device_put(state, data_lib.replicated(mesh)), int(num_params)
+  return graphdef, data_lib.replicate(state, mesh), int(num_params)
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -217,11 +217,13 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, Any]:
   if latest.latest_step() is not None:
     state, record, start_step = latest.restore(state)
     logging.info("resumed from step %d in %s", start_step, workdir)
-  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+  is_chief = jax.process_index() == 0  # only the first process writes files other than checkpoints
+  if is_chief:
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
 
   train_step = make_train_step(graphdef, config)
   eval_step = make_eval_step(graphdef, config)
-  writer = MetricsWriter(workdir, resume_step=start_step)
+  writer = MetricsWriter(workdir, resume_step=start_step, enabled=is_chief)
   total = config.num_train_steps
   _, schedule = make_optimizer(config)
   batches = data_lib.train_batches(splits["train"], batch_size=config.batch_size, seed=config.seed,
@@ -235,7 +237,7 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, Any]:
   session_steps, session_seconds = 0, 0.0
   interval_start = time.perf_counter()
   bar = tqdm(total=total, initial=start_step, desc=f"{config.task}/{config.model_preset}",
-             unit="step", mininterval=2.0, dynamic_ncols=True)
+             unit="step", mininterval=2.0, dynamic_ncols=True, disable=not is_chief)
   step = start_step
   try:
     for batch in batches:
@@ -261,7 +263,8 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, Any]:
         if do_eval:
           val = evaluate(eval_step, state, splits["validation"], config, mesh)
           writer.write(step, {"val_loss": val["loss"], "val_accuracy": val["accuracy"]})
-          bar.write(f"step {step}: val_accuracy={val['accuracy']:.4f} val_loss={val['loss']:.4f}")
+          if is_chief:
+            bar.write(f"step {step}: val_accuracy={val['accuracy']:.4f} val_loss={val['loss']:.4f}")
           if val["accuracy"] > record["best_val_accuracy"]:
             record.update(best_val_accuracy=val["accuracy"], best_step=step)
             best.save(step, state, record)
@@ -294,9 +297,10 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, Any]:
   if "accuracy_by_group" in test:
     results["test_accuracy_by_group"] = test["accuracy_by_group"]
   task = tasks.get(config.task)
-  if hasattr(task, "report"):  # task-specific additions (e.g. LEGO's extrapolation table and plot)
-    results.update(task.report(results, workdir, config) or {})
-  _write_json(workdir / "results.json", results)
+  if is_chief:
+    if hasattr(task, "report"):  # task-specific additions (e.g. LEGO's extrapolation table and plot)
+      results.update(task.report(results, workdir, config) or {})
+    _write_json(workdir / "results.json", results)
   for ckpt in (latest, best):
     ckpt.close()
   return results

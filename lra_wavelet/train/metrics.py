@@ -18,10 +18,15 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 
 class MetricsWriter:
-  def __init__(self, workdir: Path, resume_step: int = 0):
+  """Appends metrics to ``metrics.jsonl`` and TensorBoard; with ``enabled=False`` (every
+  process but the first of a multi-process run) it writes nothing."""
+
+  def __init__(self, workdir: Path, resume_step: int = 0, enabled: bool = True):
     self.path = Path(workdir) / "metrics.jsonl"
-    self._truncate_after(resume_step)
-    self._tb = EventFileWriter(str(Path(workdir) / "tensorboard"))
+    self.enabled = enabled
+    if enabled:
+      self._truncate_after(resume_step)
+    self._tb = EventFileWriter(str(Path(workdir) / "tensorboard")) if enabled else None
 
   def _truncate_after(self, step: int) -> None:
     if not self.path.exists():
@@ -32,6 +37,8 @@ class MetricsWriter:
     os.replace(tmp, self.path)
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:
+    if not self.enabled:
+      return
     record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")
@@ -40,10 +47,12 @@ class MetricsWriter:
                                        summary=summary_pb2.Summary(value=values)))
 
   def flush(self) -> None:
-    self._tb.flush()
+    if self._tb is not None:
+      self._tb.flush()
 
   def close(self) -> None:
-    self._tb.close()
+    if self._tb is not None:
+      self._tb.close()
 
 
 def read_metrics(workdir: Path) -> list[dict[str, float]]:
