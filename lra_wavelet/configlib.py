@@ -20,7 +20,8 @@ class ConfigError(ValueError):
   """A config argument, preset or override the user gave is not valid; says the valid ones."""
 
 
-def _typed(text: str, like: Any) -> Any:
+def parse_like(text: str, like: Any) -> Any:
+  """``text`` converted to the type of ``like`` (bool, int, float or str), as config arguments are."""
   if isinstance(like, bool):
     if text.lower() in ("1", "true", "yes", ""):
       return True
@@ -47,7 +48,7 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
       raise ConfigError(
           f"unknown config argument {key!r} in {arg!r}; valid arguments: {', '.join(sorted(defaults))}")
     try:
-      values[key] = _typed(text.strip() if "=" in item else "true", defaults[key])
+      values[key] = parse_like(text.strip() if "=" in item else "true", defaults[key])
     except ValueError as e:
       raise ConfigError(f"config argument {key}={text!r}: {e}") from None
   if "scale" in values and values["scale"] not in SCALES:

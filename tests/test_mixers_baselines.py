@@ -327,7 +327,8 @@ def test_local_with_wide_window_equals_softmax(num_global, causal):
 
 
 @pytest.mark.parametrize("window,num_global,causal", [
-    (2, 0, False), (5, 3, False), (4, 1, True), (7, 2, True)])
+    (2, 0, False), (5, 3, False), (4, 1, True), (7, 2, True),
+    (22, 1, True), (24, 1, False)])  # band one short of every key (block path) / every key (exact core)
 def test_local_equals_banded_dense_reference(window, num_global, causal):
   q, k, v = _qkv(9)
   mask = _mask(13, [13, 9])

@@ -16,6 +16,10 @@ blocks c-1, c, c+1 (c-1, c when causal), so each block of queries scores against
 3b keys plus the num_global global keys, in one softmax. Global keys are left out of the band
 part so that no key is counted twice. The num_global global queries take a dense row over all
 N keys (O(num_global * N)) that replaces their band row.
+
+When the band covers the whole sequence (window // 2 >= N - 1, e.g. LRA's window of 512 on a
+short tiny-scale run) every query sees every key: that is exact attention, and it runs on the
+shared exact-attention core (``softmax_attention``) instead of the block-wise band.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from flax import nnx
 
 from lra_wavelet.attention import register
 from lra_wavelet.attention.projection import ProjectedAttention
+from lra_wavelet.attention.softmax import softmax_attention
 
 
 def _masked_softmax(scores: jax.Array, allowed: jax.Array) -> jax.Array:
@@ -59,6 +64,8 @@ def local_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | 
   bsz, h, n, dh = q.shape
   dtype = q.dtype
   half = window // 2
+  if half >= n - 1:  # the band holds every key: exact attention
+    return softmax_attention(q, k, v, mask, causal=causal)
   glob = min(num_global, n)
   blk = min(half, n)
   num_blocks = -(-n // blk)

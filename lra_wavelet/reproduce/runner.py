@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import ml_collections
 
 from lra_wavelet import configlib, tasks
-from lra_wavelet.configlib import _typed as parse_like  # the config argument's typed conversion
+from lra_wavelet.configlib import parse_like  # the config argument's typed conversion
 from lra_wavelet.reproduce import tables
 
 REPO_CONFIGS = Path(__file__).resolve().parent.parent.parent / "configs"
