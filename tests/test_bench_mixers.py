@@ -8,7 +8,10 @@ skipped, and the helpers must parse specs, cut repeats to a budget and extrapola
 import csv
 import time
 
+import jax.numpy as jnp
+import numpy as np
 import pytest
+from flax import nnx
 
 from lra_wavelet.bench import common, mixers
 
@@ -43,7 +46,7 @@ def test_time_fn_budget_and_prediction():
 
 def test_run_mixer_bench_writes_tables(tmp_path):
   lengths = (16, 32)
-  path = mixers.run_mixer_bench(["softmax", "no_such_mixer"], lengths=lengths, batch=1, num_heads=2,
+  path = mixers.run_mixer_bench(["softmax", "no_such_mixer", "wavelet_transform:levels=1"], lengths=lengths, batch=1, num_heads=2,
                                 head_dim=8, repeats=1, results_dir=tmp_path, max_seconds_per_case=60)
   assert path == tmp_path / "bench_mixers.md"
   with (tmp_path / "bench_mixers.csv").open() as f:
@@ -61,7 +64,16 @@ def test_run_mixer_bench_writes_tables(tmp_path):
     assert float(base["xla_peak_mb"]) > 0
     assert by_case[("softmax:implementation=blockwise", n)]["status"] == "ok"
     assert by_case[("no_such_mixer", n)]["status"] == "skipped: mixer not registered"
+    assert by_case[("wavelet_transform:levels=1", n)]["status"] == "ok"
   markdown = path.read_text()
   assert "softmax:implementation=blockwise" in markdown and "skipped: mixer not registered" in markdown
   assert "jax 0." in markdown and "- date:" in markdown
   assert (tmp_path / "bench_mixers.png").stat().st_size > 1000
+
+
+def test_wavelet_transform_case_is_the_identity_for_an_orthogonal_wavelet():
+  # Forward + inverse periodized db2 reconstruct the input exactly: the case times only the
+  # transforms of a wavspa layer, and this checks it runs both of them.
+  layer = mixers.WaveletRoundTrip(dim=4, rngs=nnx.Rngs(0), wavelet="db2", levels=2)
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 16, 4)), jnp.float32)
+  np.testing.assert_allclose(layer(x, jnp.ones((2, 16), bool)), x, atol=1e-5)

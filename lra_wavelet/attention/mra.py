@@ -92,8 +92,16 @@ def _check_options(block_per_row, approx_mode, first_n, diagonal_n, block_size, 
       raise ValueError(f"{name} must be a non-negative integer, got {value!r}.")
   if not isinstance(block_size, (int, np.integer)) or block_size < 1:
     raise ValueError(f"block_size must be a positive integer, got {block_size!r}.")
-  if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
-    raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}.")
+  if chunk_size not in (None, "auto") and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
+    raise ValueError(f"chunk_size must be a positive integer, None or 'auto', got {chunk_size!r}.")
+
+
+def resolve_chunk_size(chunk_size: int | str | None) -> int | None:
+  """"auto": one (batch, head) pair at a time on the CPU (fastest and leanest there, see the
+  module docstring), all pairs at once on accelerators, whose parallelism needs them."""
+  if chunk_size == "auto":
+    return 1 if jax.default_backend() == "cpu" else None
+  return chunk_size
 
 
 def _prior_grid(nb: int, first_n: int, diagonal_n: int) -> list[np.ndarray]:
@@ -212,7 +220,7 @@ def mra2_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | N
                    block_per_row: int, approx_mode: str = "full",
                    initial_prior_first_n_blocks: int = 0,
                    initial_prior_diagonal_n_blocks: int = 0, block_size: int = 32,
-                   chunk_size: int | None = None) -> jax.Array:
+                   chunk_size: int | str | None = None) -> jax.Array:
   """MRA-2 / MRA-2-s attention (see the module docstring for the algorithm).
 
   Args:
@@ -225,7 +233,8 @@ def mra2_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | N
     block_size: T, tokens per block (32 in the paper).
     chunk_size: process this many (batch, head) pairs at a time, sequentially, recomputing
       each chunk's forward in the backward pass: fwd+bwd memory is that of one chunk, for
-      about one more forward of time. None processes all B * H pairs at once.
+      about one more forward of time. None processes all B * H pairs at once; "auto" picks
+      per platform (``resolve_chunk_size``).
 
   Returns:
     [B, H, N, Dh] in q's dtype; zeros at padded query positions.
@@ -258,6 +267,7 @@ def mra2_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | N
                        approx_mode=approx_mode, first_n=initial_prior_first_n_blocks,
                        diagonal_n=initial_prior_diagonal_n_blocks)
 
+  chunk_size = resolve_chunk_size(chunk_size)
   if chunk_size is None or chunk_size >= g:
     out = run(*blocks, valid)
   else:
@@ -320,7 +330,7 @@ class MRAAttention(ProjectedAttention):
   Options: ``block_per_row`` (default 8), ``initial_prior_first_n_blocks``,
   ``initial_prior_diagonal_n_blocks``, ``block_size`` (32), ``image_shape`` (optional (H, W):
   attend in 4 x 8 patch order; needs ``block_size`` 32, N = H * W and no CLS token),
-  ``chunk_size`` (see ``mra2_attention``), plus ``qkv_dim`` and ``dropout``.
+  ``chunk_size`` (see ``mra2_attention``; default "auto"), plus ``qkv_dim`` and ``dropout``.
   """
 
   approx_mode = "full"
@@ -329,7 +339,7 @@ class MRAAttention(ProjectedAttention):
                dropout: float = 0.0, block_per_row: int = 8,
                initial_prior_first_n_blocks: int = 0, initial_prior_diagonal_n_blocks: int = 0,
                block_size: int = 32, image_shape: Sequence[int] | None = None,
-               chunk_size: int | None = None):
+               chunk_size: int | str | None = "auto"):
     super().__init__(dim=dim, num_heads=num_heads, rngs=rngs, qkv_dim=qkv_dim, dropout=dropout)
     _check_options(block_per_row, self.approx_mode, initial_prior_first_n_blocks,
                    initial_prior_diagonal_n_blocks, block_size, chunk_size)

@@ -11,6 +11,8 @@ ratios compare with ``softmax`` at the same length in the same run.
 A case is skipped, with the reason in the table, when XLA's estimate exceeds the memory
 available, when its run time predicted from shorter lengths exceeds the time budget, or when
 its mixer is not registered (the default list names mixers that other modules provide).
+The pseudo-mixer ``wavelet_transform`` (options as for ``wavspa``) times a WavSpA layer's
+transforms alone: forward transform, band masks and inverse, without the inner mixer.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from flax import nnx
 from lra_wavelet import attention
 from lra_wavelet.attention import softmax as softmax_module
 from lra_wavelet.bench import common
+from lra_wavelet.wavelets import learnable
 
 BASELINE = "softmax"
 TORCH_PEER = "torch_sdpa"
@@ -40,6 +43,7 @@ DEFAULT_MIXERS = [
     "linear",
     "performer",
     "wavspa:inner=softmax;levels=1;wavelet=db2",
+    "wavelet_transform:levels=1;wavelet=db2",
     "wavspa:inner=linear",
     "wavspa:inner=performer",
     "mra",
@@ -128,10 +132,35 @@ def _torch():
     return None
 
 
+class WaveletRoundTrip(nnx.Module):
+  """The part of a ``wavspa`` layer that is not its inner mixer: forward transform, band
+  masks, inverse transform (``wavelet``/``levels``/``wlen``/``mode`` as for ``wavspa``).
+  Benchmarked as the pseudo-mixer ``TRANSFORM_CASE`` to give the transforms' share of a layer."""
+
+  def __init__(self, *, dim: int, rngs: nnx.Rngs, wavelet: str = "db2", levels: int = 1,
+               wlen: int | None = None, mode: str | None = None):
+    self.transform = learnable.build_transform(wavelet, dim=dim, wlen=wlen, levels=levels, mode=mode,
+                                               rngs=rngs)
+
+  def __call__(self, x: jax.Array, mask: jax.Array, *, deterministic: bool = True) -> jax.Array:
+    bands = self.transform.forward(x, mask)
+    kept = [jnp.where(m[..., None], b, 0.0) for b, m in zip(bands, self.transform.band_masks(mask))]
+    return self.transform.inverse(kept, x.shape[1])
+
+
+TRANSFORM_CASE = "wavelet_transform"
+
+
+def _build_layer(case: _Case, dim: int, num_heads: int) -> nnx.Module:
+  if case.name == TRANSFORM_CASE:
+    return WaveletRoundTrip(dim=dim, rngs=nnx.Rngs(0), **case.options)
+  return attention.build(case.name, dim=dim, num_heads=num_heads, rngs=nnx.Rngs(0), **case.options)
+
+
 def _jax_step(case: _Case, n: int, batch: int, num_heads: int, head_dim: int, dtype):
   """(compiled step, its arguments) for one mixer at length n."""
   dim = num_heads * head_dim
-  layer = attention.build(case.name, dim=dim, num_heads=num_heads, rngs=nnx.Rngs(0), **case.options)
+  layer = _build_layer(case, dim, num_heads)
   graphdef, params, rest = nnx.split(layer, nnx.Param, ...)
   params = jax.tree.map(lambda a: a.astype(dtype), params)
   rng = np.random.default_rng(0)
@@ -253,7 +282,8 @@ def run_mixer_bench(mixers: Sequence[str], lengths: Sequence[int] = (1024, 2048,
       row = {"mixer": case.label, "n": n}
       rows.append(row)
       try:
-        attention.get(case.name)
+        if case.name != TRANSFORM_CASE:
+          attention.get(case.name)
       except ValueError:
         _skip(row, "mixer not registered")
         continue
