@@ -17,19 +17,8 @@ def get_config(arg=None):
   c.task = "retrieval"
   c.model.pooling = "cls"
 
-  if args.scale == "tiny":
-    c.max_len = 256
-    c.model.update(num_layers=2, dim=64, num_heads=4, qkv_dim=64, mlp_dim=128, dropout=0.0,
-                   attention_dropout=0.0)
-    c.update(batch_size=32, num_train_steps=1000, learning_rate=1e-3, schedule="cosine",
-             warmup_steps=100, weight_decay=0.01, log_every=50, eval_every=250, checkpoint_every=250,
-             max_eval_batches=20)
-  elif args.scale == "small":
-    c.max_len = 1000
-    c.model.update(num_layers=4, dim=128, num_heads=4, qkv_dim=128, mlp_dim=256, dropout=0.1,
-                   attention_dropout=0.1)
-    c.update(batch_size=32, num_train_steps=10_000, learning_rate=5e-4, schedule="cosine",
-             warmup_steps=500, weight_decay=0.01, log_every=100, eval_every=1000, checkpoint_every=1000)
+  if args.scale in ("tiny", "small"):
+    configlib.apply_document_scale(c, args.scale)
   else:  # paper: LRA base config for Retrieval (its warmup is longer than its run, as published)
     c.max_len = 4000
     c.model.update(num_layers=4, dim=128, num_heads=4, qkv_dim=128, mlp_dim=512, dropout=0.1,

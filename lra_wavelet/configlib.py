@@ -121,6 +121,27 @@ def add_pixel_fields(config: ml_collections.ConfigDict, height: int, width: int)
   config.model.pooling = "mean"
 
 
+def apply_document_scale(config: ml_collections.ConfigDict, scale: str) -> None:
+  """The tiny and small settings shared by the byte-level document tasks (Text, Retrieval):
+  length, model and schedule. Their paper scales differ and stay in each config file."""
+  if scale == "tiny":
+    config.max_len = 256
+    config.model.update(num_layers=2, dim=64, num_heads=4, qkv_dim=64, mlp_dim=128, dropout=0.0,
+                        attention_dropout=0.0)
+    config.update(batch_size=32, num_train_steps=1000, learning_rate=1e-3, schedule="cosine",
+                  warmup_steps=100, weight_decay=0.01, log_every=50, eval_every=250,
+                  checkpoint_every=250, max_eval_batches=20)
+  elif scale == "small":
+    config.max_len = 1000
+    config.model.update(num_layers=4, dim=128, num_heads=4, qkv_dim=128, mlp_dim=256, dropout=0.1,
+                        attention_dropout=0.1)
+    config.update(batch_size=32, num_train_steps=10_000, learning_rate=5e-4, schedule="cosine",
+                  warmup_steps=500, weight_decay=0.01, log_every=100, eval_every=1000,
+                  checkpoint_every=1000)
+  else:
+    raise ValueError(f"apply_document_scale covers tiny and small, not {scale!r}")
+
+
 def finalize(config: ml_collections.ConfigDict, args: ml_collections.ConfigDict,
              presets: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
   """Apply the model preset named by ``args.model`` and lock the config.
