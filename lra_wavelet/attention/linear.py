@@ -101,10 +101,19 @@ def random_features(x: jax.Array, w: jax.Array, kernel: str = "softmax"
   """
   if kernel not in KERNELS:
     raise ValueError(f"Performer kernel {kernel!r} is unknown; use one of {', '.join(KERNELS)}")
+  return scaled_features(x * x.shape[-1] ** -0.25, w, positive=kernel == "softmax")
+
+
+def scaled_features(xs: jax.Array, w: jax.Array, *, positive: bool) -> tuple[jax.Array, jax.Array]:
+  """Random features of already scaled inputs xs [..., Dh] with w [Dh, R], as (f, a):
+
+  positive: phi = exp(xs W - |xs|^2 / 2) / sqrt(R), the row maximum of the exponent moved into
+  a (a constant of the differentiation); else phi = ReLU(xs W) / sqrt(R) with a = 0.
+  Performer scales by Dh^-1/4, WERSA by its bandwidth.
+  """
   r = w.shape[-1]
-  xs = x * x.shape[-1] ** -0.25
-  proj = jnp.einsum("...d,dr->...r", xs, w.astype(x.dtype))
-  if kernel == "relu":
+  proj = jnp.einsum("...d,dr->...r", xs, w.astype(xs.dtype))
+  if not positive:
     return jax.nn.relu(proj) * r ** -0.5, jnp.zeros(proj.shape[:-1], proj.dtype)
   logits = proj - 0.5 * jnp.sum(jnp.square(xs), axis=-1, keepdims=True)
   top = jax.lax.stop_gradient(jnp.max(logits, axis=-1))

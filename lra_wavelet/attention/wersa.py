@@ -65,6 +65,7 @@ import numpy as np
 from flax import nnx
 
 from lra_wavelet.attention import register
+from lra_wavelet.attention.linear import scaled_features
 from lra_wavelet.attention.projection import ProjectedAttention, merge_heads, split_heads
 from lra_wavelet.wavelets import dwt
 
@@ -182,14 +183,7 @@ def spectral_features(x: jax.Array, w: jax.Array, bandwidth: jax.Array | float,
   """
   if kind not in FEATURE_MAPS:
     raise ValueError(f"feature map {kind!r} is unknown; use one of {', '.join(FEATURE_MAPS)}")
-  r = w.shape[-1]
-  xs = x / bandwidth
-  proj = jnp.einsum("...d,dr->...r", xs, w.astype(x.dtype))
-  if kind == "relu":
-    return jax.nn.relu(proj) * r ** -0.5, jnp.zeros(proj.shape[:-1], proj.dtype)
-  logits = proj - 0.5 * jnp.sum(jnp.square(xs), axis=-1, keepdims=True)
-  shift = jax.lax.stop_gradient(jnp.max(logits, axis=-1))
-  return jnp.exp(logits - shift[..., None]), shift - 0.5 * math.log(r)
+  return scaled_features(x / bandwidth, w, positive=kind == "favor")
 
 
 # ----------------------------------------------------------------------------- linear attention
