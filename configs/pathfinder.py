@@ -8,8 +8,9 @@ curv_contour_length_9 | curv_contour_length_14) are config arguments so the sequ
 length, ``data.image_shape`` and the presets stay consistent; configs/pathx.py is this file
 at resolution 128.
 tiny: a smoke run (1k generated images, a 1-layer model, minutes on a CPU; Path-X: 200 images).
-small: 20k generated images and a 1-layer model sized for ~15 minutes on 2 CPU cores at
-resolution 32.
+small: 20k generated images and a 1-layer model, ~15-20 minutes on 2 CPU cores at resolution 32.
+Measured (results/wavspa_lra_small.md): the Transformer stays at chance on the hard images in
+its 1,500 steps; Pathfinder needs far longer runs (LRA: 200 epochs).
 paper: LRA's Transformer settings for the resolution (32: 1 layer, 4 heads, emb 128, qkv 64,
 mlp 128, batch 512, lr 1e-3 cosine, 200 epochs of 160k; 128: 1 layer, 2 heads, emb 32,
 batch 64, lr 1e-3 cosine, grad clip 1, 200 epochs) on 200k generated images (or the release).
