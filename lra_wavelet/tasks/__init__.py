@@ -98,6 +98,12 @@ def writable_dir(preferred: Path, fallback: Path) -> Path:
   raise OSError(f"neither {preferred} nor {fallback} is writable; set --config.cache_dir to a writable folder")
 
 
+def tokenised_cache_dir(data_folder: Path, config, task: str) -> Path:
+  """Where a task caches its tokenised arrays: next to its data, or under the cache root
+  (``<cache_root>/<task>/tokenised``) when the data folder is read-only."""
+  return writable_dir(Path(data_folder) / ".lra_wavelet_cache", cache_root(config) / task / "tokenised")
+
+
 def cached_arrays(path: Path, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
   """Load ``path`` (.npz) if present, else build the arrays and save them atomically."""
   if path.exists():

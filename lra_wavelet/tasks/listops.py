@@ -220,7 +220,7 @@ def load(split: str, config) -> dict[str, np.ndarray]:
   folder = data_folder(config)
   path = folder / SPLIT_FILES[split]
   key = tasks.fingerprint(tasks.file_fingerprint(path), config.max_len, VOCAB)
-  cache = tasks.writable_dir(folder / ".lra_wavelet_cache", tasks.cache_root(config) / "listops" / "tokenised")
+  cache = tasks.tokenised_cache_dir(folder, config, "listops")
 
   def build() -> dict[str, np.ndarray]:
     sequences, targets = read_tsv(path)

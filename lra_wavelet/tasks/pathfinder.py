@@ -601,8 +601,7 @@ def load(split: str, config) -> dict[str, np.ndarray]:
   folder = data_folder(config)
   key = tasks.fingerprint([tasks.file_fingerprint(p) for p in metadata_files(folder)], r,
                           config.data.split_seed, SPLIT_FRACTIONS)
-  cache = tasks.writable_dir(folder / ".lra_wavelet_cache",
-                             tasks.cache_root(config) / "pathfinder" / "tokenised")
+  cache = tasks.tokenised_cache_dir(folder, config, "pathfinder")
   paths = {s: cache / f"{s}-{key}.npz" for s in tasks.SPLITS}
   if not paths[split].exists():  # one pass over the images writes all three splits
     pixels, labels, counts = read_release(folder, r)

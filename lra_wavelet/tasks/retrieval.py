@@ -88,8 +88,7 @@ def load(split: str, config) -> dict[str, np.ndarray]:
   folder = data_folder(config)
   path = folder / SPLIT_FILES[split]
   key = tasks.fingerprint(tasks.file_fingerprint(path), config.max_len, "bytes+1")
-  cache = tasks.writable_dir(folder / ".lra_wavelet_cache",
-                             tasks.cache_root(config) / "retrieval" / "tokenised")
+  cache = tasks.tokenised_cache_dir(folder, config, "retrieval")
 
   def build() -> dict[str, np.ndarray]:
     docs1, docs2, labels = read_tsv(path)
