@@ -69,6 +69,21 @@ def test_default_cases_add_the_pathx_table():
     bench_train.default_cases(["listops"], None, ["huge"])
 
 
+def test_failure_names_running_out_of_memory_near_the_limit(monkeypatch):
+  """A kernel's generic error in a process at its memory limit is reported as out of memory."""
+  gib = 2**30
+  error = RuntimeError("INTERNAL: YNNPACK operation failed: error")
+  monkeypatch.setattr(bench_train.resource, "getrlimit", lambda _: (10 * gib, 10 * gib))
+  usage = type("Usage", (), {"ru_maxrss": int(9.5 * gib / 1024)})
+  monkeypatch.setattr(bench_train.resource, "getrusage", lambda _: usage)
+  status = bench_train._failure("failed", error)  # pylint: disable=protected-access
+  assert status.startswith("out of memory: the process reached 9.5 GiB of the 10.0 GiB"), status
+  assert "YNNPACK operation failed" in status
+  usage.ru_maxrss = int(1 * gib / 1024)  # far below the limit: the error is reported as it is
+  assert bench_train._failure("failed", error) == (  # pylint: disable=protected-access
+      "failed: RuntimeError: INTERNAL: YNNPACK operation failed: error")
+
+
 def test_bench_train_smoke_writes_tables(tmp_path):
   micro = ["max_len=32", "model.num_layers=1", "model.dim=16", "model.qkv_dim=16", "model.num_heads=2",
            "model.mlp_dim=32", "batch_size=8", "model.dropout=0.1"]

@@ -388,14 +388,23 @@ def _first_line(error: BaseException) -> str:
   return text.splitlines()[0] if text else ""
 
 
+# A failure in a process whose peak RSS reached this fraction of its memory limit counts as
+# running out of memory, whatever the message: XLA's CPU kernels (YNNPACK, oneDNN) report a
+# failed allocation as a generic "operation failed".
+_NEAR_LIMIT = 0.8
+
+
 def _failure(what: str, error: BaseException) -> str:
   """A row status for an exception; running out of memory says so (and how much was allowed)."""
   text = str(error)
+  limit = resource.getrlimit(resource.RLIMIT_DATA)[0]
+  limited = limit != resource.RLIM_INFINITY
+  peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
   if isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED" in text or (
-      "allocat" in text and "fail" in text):
-    limit = resource.getrlimit(resource.RLIMIT_DATA)[0]
-    allowed = "" if limit == resource.RLIM_INFINITY else f" beyond the {limit / 2**30:.1f} GiB the case may use"
-    return f"out of memory: an allocation failed{allowed} ({what}: {_first_line(error)})"
+      "allocat" in text and "fail" in text) or (limited and peak_rss >= _NEAR_LIMIT * limit):
+    allowed = (f": the process reached {peak_rss / 2**30:.1f} GiB of the {limit / 2**30:.1f} GiB "
+               f"the case may use" if limited else "")
+    return f"out of memory{allowed} ({what}: {_first_line(error)})"
   return f"{what}: {type(error).__name__}: {_first_line(error)}"
 
 
