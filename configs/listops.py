@@ -30,8 +30,8 @@ def get_config(arg=None):
     c.max_len = 128
     c.model.update(num_layers=2, dim=64, num_heads=4, qkv_dim=64, mlp_dim=128, dropout=0.0,
                    attention_dropout=0.0)
-    c.update(batch_size=32, num_train_steps=1500, learning_rate=2e-3, schedule="cosine",
-             warmup_steps=100, weight_decay=0.01, log_every=50, eval_every=250, checkpoint_every=250)
+    c.update(batch_size=32, num_train_steps=400, learning_rate=2e-3, schedule="cosine",
+             warmup_steps=40, weight_decay=0.01, log_every=50, eval_every=100, checkpoint_every=100)
   elif args.scale == "small":
     c.data.update(num_train=20_000, num_val=1_000, num_test=1_000, min_length=100, max_length=500)
     c.max_len = 512
