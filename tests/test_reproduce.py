@@ -76,11 +76,21 @@ def test_error_summary_picks_the_line_that_says_what_went_wrong():
   assert runner.error_summary("killed\n", -9) == "the train process exited with code -9; last output: killed"
 
 
-def test_plan_fingerprints_the_config_and_caps_tiny_steps(tmp_path):
+def test_plan_fingerprints_the_config_and_caps_tiny_steps(tmp_path, monkeypatch):
   table = tables.get("lra")
-  (a,) = [c for c in runner.plan(table, scale="tiny", seeds=[0], root=tmp_path)
-          if c.task == "listops" and c.preset == "transformer"]
-  assert dict(a.overrides) == {"seed": "0", "num_train_steps": str(runner.TINY_REPRODUCE_STEPS)}
+
+  def listops_transformer():
+    (cell,) = [c for c in runner.plan(table, scale="tiny", seeds=[0], root=tmp_path)
+               if c.task == "listops" and c.preset == "transformer"]
+    return cell
+
+  own_steps = configlib.load_config_file(
+      str(REPO / "configs" / "listops.py") + ":model=transformer,scale=tiny").num_train_steps
+  monkeypatch.setattr(runner, "TINY_REPRODUCE_STEPS", own_steps - 1)  # the cap binds
+  assert dict(listops_transformer().overrides) == {"seed": "0", "num_train_steps": str(own_steps - 1)}
+  monkeypatch.setattr(runner, "TINY_REPRODUCE_STEPS", own_steps + 1)  # the config's own count is lower
+  a = listops_transformer()
+  assert dict(a.overrides) == {"seed": "0", "num_train_steps": str(own_steps)}
   assert a.workdir.startswith(str(tmp_path / "tiny" / "listops" / "transformer" / "seed0-"))
 
   def workdir(**overrides):
