@@ -67,6 +67,8 @@ def test_every_table_cell_names_a_preset_and_baselines_restate_wavspa():
     assert all(not row.paper for row in tables.get(name).rows)
   with pytest.raises(configlib.ConfigError, match="valid tables: wavspa_lra"):
     tables.get("wavspa")
+  # The names the issues use are aliases of the tables.
+  assert tables.get("lra_baselines") is lra and tables.get("wersa") is tables.get("wersa_lra")
 
 
 def test_error_summary_picks_the_line_that_says_what_went_wrong():

@@ -170,9 +170,15 @@ def _tables() -> dict[str, Table]:
 
 
 TABLES = _tables()
+# Other names a table answers to (the names the project's issues and notes use); results files
+# are always named after the table itself (results/lra_<scale>.md for lra_baselines).
+ALIASES = {"lra_baselines": "lra", "wersa": "wersa_lra"}
 
 
 def get(name: str) -> Table:
-  if name not in TABLES:
-    raise ConfigError(f"unknown table {name!r}; valid tables: {', '.join(TABLES)}")
-  return TABLES[name]
+  """The table called ``name`` or one of its ``ALIASES``."""
+  table = TABLES.get(ALIASES.get(name, name))
+  if table is None:
+    aliases = ", ".join(f"{a} (= {t})" for a, t in ALIASES.items())
+    raise ConfigError(f"unknown table {name!r}; valid tables: {', '.join(TABLES)}; also: {aliases}")
+  return table
