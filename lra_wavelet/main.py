@@ -34,7 +34,9 @@ _CHECKPOINT = flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "eval:
 _MIXERS = flags.DEFINE_list("mixers", None, "bench: mixer specs name[:key=value;key=value] (default: all)")
 _LENGTHS = flags.DEFINE_list("lengths", ["1024", "2048", "4096", "8192", "16384"], "bench: sequence lengths")
 _RESULTS_DIR = flags.DEFINE_string("results_dir", "results", "bench/reproduce: output folder")
-_TABLE = flags.DEFINE_string("table", None, "reproduce: table name (wavspa_lra, lra = lra_baselines, mra_lra, wersa_lra = wersa, lego)")
+# Kept in step with reproduce.tables (TABLES and ALIASES), which is imported only when reproduce runs.
+_TABLE_NAMES = "wavspa_lra, lra = lra_baselines, mra_lra, wersa_lra = wersa, lego"
+_TABLE = flags.DEFINE_string("table", None, f"reproduce: table name ({_TABLE_NAMES})")
 _SCALE = flags.DEFINE_enum("scale", "tiny", ["tiny", "small", "paper"], "reproduce: config scale of every cell")
 _TASKS = flags.DEFINE_list("tasks", None, "reproduce: tasks to run (default: all of the table's)")
 _PRESETS = flags.DEFINE_list("presets", None, "reproduce: model presets (rows) to include (default: all)")
@@ -134,7 +136,7 @@ def cmd_bench() -> None:
 def cmd_reproduce() -> None:
   from lra_wavelet import reproduce  # pylint: disable=import-outside-toplevel
   if not _TABLE.value:
-    raise UsageError("give --table=<name> (wavspa_lra, lra = lra_baselines, mra_lra, wersa_lra = wersa, lego)")
+    raise UsageError(f"give --table=<name> ({_TABLE_NAMES})")
   paths = reproduce.reproduce(_TABLE.value, scale=_SCALE.value, tasks=_TASKS.value, presets=_PRESETS.value,
                               seeds=[int(s) for s in _SEEDS.value], root=_WORKDIR.value or "workdirs/reproduce",
                               results_dir=_RESULTS_DIR.value, overrides=_OVERRIDES.value,

@@ -69,6 +69,10 @@ def test_every_table_cell_names_a_preset_and_baselines_restate_wavspa():
     tables.get("wavspa")
   # The names the issues use are aliases of the tables.
   assert tables.get("lra_baselines") is lra and tables.get("wersa") is tables.get("wersa_lra")
+  # The CLI's help lists exactly the tables and aliases there are.
+  from lra_wavelet import main  # pylint: disable=import-outside-toplevel
+  listed = {n.strip() for part in main._TABLE_NAMES.split(",") for n in part.split("=")}  # pylint: disable=protected-access
+  assert listed == set(tables.TABLES) | set(tables.ALIASES)
 
 
 def test_error_summary_picks_the_line_that_says_what_went_wrong():
