@@ -74,6 +74,21 @@ def test_wavedec_waverec_match_pywavelets(wavelet, mode, n, level):
     _close(rec[..., :n], x, rtol=1e-4)
 
 
+def test_package_exports_the_pywavelets_style_api():
+  """``from lra_wavelet.wavelets import wavedec, waverec`` (the issue's API), also with a
+  ``pywt.Wavelet`` object and an axis in the middle of a 3-D input."""
+  from lra_wavelet.wavelets import wavedec, waverec  # pylint: disable=import-outside-toplevel
+  x = RNG.standard_normal((2, 27, 3)).astype(np.float32)
+  wavelet = pywt.Wavelet("sym3")
+  ref = pywt.wavedec(x.astype(np.float64), wavelet, mode="symmetric", axis=1)
+  coeffs = wavedec(x, wavelet, mode="symmetric", axis=1)
+  assert len(coeffs) == len(ref)
+  for c, r in zip(coeffs, ref):
+    _close(c, r)
+  _close(waverec(coeffs, wavelet, mode="symmetric", axis=1),
+         pywt.waverec(ref, wavelet, mode="symmetric", axis=1))
+
+
 def test_single_level_transform_on_a_middle_axis_with_missing_bands():
   x = RNG.standard_normal((2, 15, 3)).astype(np.float32)
   for mode in ("symmetric", "periodization"):
