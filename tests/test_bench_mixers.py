@@ -31,6 +31,11 @@ def test_default_mixers_are_specs():
   assert names[0] == "softmax" and {"wavspa", "mra", "wersa", "linear", "performer"} <= set(names)
 
 
+def test_torch_peer_named_as_a_mixer_is_not_a_jax_case():
+  labels = [case.label for case in mixers._cases(["wersa", mixers.TORCH_PEER, "wersa"])]  # pylint: disable=protected-access
+  assert mixers.TORCH_PEER not in labels and labels.count("wersa") == 1 and labels[0] == "softmax"
+
+
 def test_time_fn_budget_and_prediction():
   calls = []
   timing = common.time_fn(lambda: calls.append(1), repeats=3, warmup=2)

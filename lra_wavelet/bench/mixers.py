@@ -112,8 +112,12 @@ def _implementation_rows() -> list[str]:
 
 
 def _cases(mixers: Sequence[str]) -> list[_Case]:
-  """The baseline, its implementations, then the requested mixers, each spec once."""
-  cases, seen = [], set()
+  """The baseline, its implementations, then the requested mixers, each spec once.
+
+  ``TORCH_PEER`` is not a JAX mixer: naming it asks for the PyTorch peer row, which
+  ``run_mixer_bench`` adds whenever torch is installed, so it is left out here.
+  """
+  cases, seen = [], {TORCH_PEER}
   for spec in [BASELINE, *_implementation_rows(), *mixers]:
     spec = spec.strip()
     if spec in seen:
@@ -263,7 +267,10 @@ def run_mixer_bench(mixers: Sequence[str], lengths: Sequence[int] = (1024, 2048,
   lengths = sorted(int(n) for n in lengths)
   jax_dtype = jnp.dtype(dtype)
   cases = _cases(mixers)
-  torch = _torch() if torch_peer else None
+  torch = _torch() if torch_peer or TORCH_PEER in mixers else None
+  if TORCH_PEER in mixers and torch is None:
+    logging.warning("bench: %s asked for but torch is not installed (pip install torch); "
+                    "measuring the JAX mixers only", TORCH_PEER)
   labels = [c.label for c in cases] + ([TORCH_PEER] if torch is not None else [])
   history: dict[str, list] = {label: [] for label in labels}
   too_slow: dict[str, str] = {}
