@@ -267,8 +267,9 @@ def run_mixer_bench(mixers: Sequence[str], lengths: Sequence[int] = (1024, 2048,
   lengths = sorted(int(n) for n in lengths)
   jax_dtype = jnp.dtype(dtype)
   cases = _cases(mixers)
-  torch = _torch() if torch_peer or TORCH_PEER in mixers else None
-  if TORCH_PEER in mixers and torch is None:
+  peer_asked = any(spec.strip() == TORCH_PEER for spec in mixers)
+  torch = _torch() if torch_peer or peer_asked else None
+  if peer_asked and torch is None:
     logging.warning("bench: %s asked for but torch is not installed (pip install torch); "
                     "measuring the JAX mixers only", TORCH_PEER)
   labels = [c.label for c in cases] + ([TORCH_PEER] if torch is not None else [])
