@@ -101,11 +101,29 @@ def test_flash_memory_is_linear_in_length():
 
 
 def test_default_block_sizes():
-  assert flash.default_block_sizes(100, 60, 8, platform="cpu") == (100, 60)
-  for n, bh in [(4096, 8), (16384, 8), (4096, 256)]:
-    bq, bk = flash.default_block_sizes(n, n, bh, platform="cpu")
-    assert bh * bq * bk <= flash._MAX_TILE_ELEMENTS["cpu"] or min(bq, bk) == 128
-    assert bq >= 128 and bk >= 128
+  assert flash.default_block_sizes(100, 60, 8, platform="cpu") == (100, 60, 8)
+  for n, bh in [(513, 128), (4096, 8), (16384, 8), (4096, 256), (4001, 6), (1025, 64)]:
+    for platform in ("cpu", "gpu"):
+      bq, bk, group = flash.default_block_sizes(n, n, bh, platform=platform)
+      assert bh % group == 0
+      assert group * bq * bk <= flash._MAX_TILE_ELEMENTS[platform] or group == 1
+      assert min(bq, bk) > flash._MIN_BLOCK[platform] // 2  # evening out at most halves a block
+      # Evened-out blocks: the padded length is within one vector width per block of n.
+      blocks = -(-n // bq)
+      assert blocks * bq - n < blocks * flash._BLOCK_MULTIPLE, (n, bq)
+  # The ListOps shape (512 tokens and a CLS token, 32 x 4 heads) on the CPU: two blocks of
+  # 264 rather than two of 512, sixteen (batch, head) pairs per loop step.
+  assert flash.default_block_sizes(513, 513, 128, platform="cpu") == (264, 264, 16)
+
+
+@pytest.mark.parametrize("group", [1, 2, 3])
+def test_flash_grouped_pairs_equal_dense(group):
+  # Six (batch, head) pairs in steps of `group`; the mask must follow each pair's batch.
+  q, k, v, mask, cotangent = _inputs(3, 2, 21, 21, 8, seed=5)
+  fn = lambda q, k, v: flash.flash_attention(q, k, v, mask, block_q=8, block_k=8, group=group)
+  _assert_matches_dense(fn, q, k, v, mask, cotangent, causal=False)
+  with pytest.raises(ValueError, match="divide"):
+    flash.flash_attention(q, k, v, mask, group=4)
 
 
 @pytest.mark.parametrize("implementation", ["blockwise", "xla", "dense"])
