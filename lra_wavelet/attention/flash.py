@@ -9,9 +9,9 @@ backward pass recomputes each block of probabilities from them (FlashAttention, 
 O(N * Dh) plus one ``[group, block_q, block_k]`` score tile, instead of O(N^2).
 
 On the CPU this is also the fastest exact attention for long sequences: the tiles stay in
-the last-level cache and every dot covers several (batch, head) pairs. ``default_block_sizes`` holds
-the per-platform tile plan (block shapes, and how many (batch, head) pairs one loop step
-takes), measured with ``lra-wavelet bench``.
+the last-level cache and every dot covers several (batch, head) pairs. ``default_block_sizes``
+holds the per-platform tile plan (block shapes, and how many (batch, head) pairs one loop
+step takes), measured with ``lra-wavelet bench``.
 
 ``flash_attention`` has the semantics of ``softmax.dense_attention``: ``mask`` marks valid
 keys, queries at padded positions still attend over the valid keys, a query with no valid
