@@ -116,12 +116,13 @@ def test_default_block_sizes():
   assert flash.default_block_sizes(513, 513, 128, platform="cpu") == (264, 264, 16)
 
 
-@pytest.mark.parametrize("group", [1, 2, 3])
-def test_flash_grouped_pairs_equal_dense(group):
+@pytest.mark.parametrize("group,causal", [(1, False), (2, True), (3, False)])
+def test_flash_grouped_pairs_equal_dense(group, causal):
   # Six (batch, head) pairs in steps of `group`; the mask must follow each pair's batch.
   q, k, v, mask, cotangent = _inputs(3, 2, 21, 21, 8, seed=5)
-  fn = lambda q, k, v: flash.flash_attention(q, k, v, mask, block_q=8, block_k=8, group=group)
-  _assert_matches_dense(fn, q, k, v, mask, cotangent, causal=False)
+  fn = lambda q, k, v: flash.flash_attention(q, k, v, mask, causal=causal, block_q=8, block_k=8,
+                                             group=group)
+  _assert_matches_dense(fn, q, k, v, mask, cotangent, causal=causal)
   with pytest.raises(ValueError, match="divide"):
     flash.flash_attention(q, k, v, mask, group=4)
 
