@@ -127,6 +127,15 @@ def test_flash_grouped_pairs_equal_dense(group, causal):
     flash.flash_attention(q, k, v, mask, group=4)
 
 
+def test_pairs_per_step_follows_the_blocks():
+  # Blocks given by the caller get a group sized for them, not for the default blocks.
+  budget = flash._MAX_TILE_ELEMENTS["cpu"]
+  assert flash.pairs_per_step(128, 512, 512, platform="cpu") == budget // (512 * 512)
+  assert flash.pairs_per_step(128, 128, 128, platform="cpu") == 128
+  assert flash.pairs_per_step(6, 4096, 4096, platform="cpu") == 1
+  assert flash.pairs_per_step(12, 1024, 512, platform="cpu") == 4  # 4 of the 12 pairs fit
+
+
 @pytest.mark.parametrize("implementation", ["blockwise", "xla", "dense"])
 @pytest.mark.parametrize("causal", [False, True])
 def test_softmax_implementations_equal_dense(implementation, causal):

@@ -91,9 +91,18 @@ def default_block_sizes(n_q: int, n_k: int, batch_heads: int = 8, *,
   while batch_heads * block_q * block_k > budget and block_q >= 2 * smallest:
     block_q //= 2
   block_q, block_k = _even_block(max(n_q, 1), block_q), _even_block(max(n_k, 1), block_k)
-  fits = max(1, budget // (block_q * block_k))
-  group = max(g for g in range(1, min(fits, batch_heads) + 1) if batch_heads % g == 0)
+  group = pairs_per_step(batch_heads, block_q, block_k, platform=platform)
   return TilePlan(block_q, block_k, group)
+
+
+def pairs_per_step(batch_heads: int, block_q: int, block_k: int, *,
+                   platform: str | None = None) -> int:
+  """How many of ``batch_heads`` (batch, head) pairs one loop step takes with these blocks:
+  the largest divisor of ``batch_heads`` whose score tile fits the platform's budget
+  (at least 1)."""
+  platform = platform or _platform()
+  fits = max(1, _MAX_TILE_ELEMENTS.get(platform, _MAX_TILE_ELEMENTS["cpu"]) // (block_q * block_k))
+  return max(g for g in range(1, min(fits, batch_heads) + 1) if batch_heads % g == 0)
 
 
 def _causal_blocks(i: jax.Array, block_q: int, block_k: int, num_k_blocks: int) -> jax.Array:
@@ -283,8 +292,8 @@ def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | 
     causal: query i sees keys j <= i only.
     block_q, block_k: tile shape; None picks ``default_block_sizes`` for this platform.
       Lengths that are not a multiple of the block are padded (and the padding masked).
-    group: (batch, head) pairs per loop step, a divisor of B * H; None picks
-      ``default_block_sizes``'s.
+    group: (batch, head) pairs per loop step, a divisor of B * H; None picks as many as keep
+      the score tile of these blocks within the platform's budget (``pairs_per_step``).
 
   Returns:
     [B, H, Nq, Dv] in the dtype of ``q``. Scores, softmax and accumulation run in float32
@@ -302,7 +311,7 @@ def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | 
   plan = default_block_sizes(n_q, n_k, b * h)
   block_q = min(block_q or plan.block_q, n_q)
   block_k = min(block_k or plan.block_k, n_k)
-  group = group or plan.group
+  group = group or pairs_per_step(b * h, block_q, block_k)
   if block_q < 1 or block_k < 1:
     raise ValueError(f"block sizes must be positive; got block_q={block_q}, block_k={block_k}")
   if group < 1 or (b * h) % group:
