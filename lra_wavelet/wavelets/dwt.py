@@ -436,15 +436,16 @@ def _exact_boundary(band: jax.Array, x: jax.Array, f: np.ndarray, shift: int, mo
   def sample(i):
     return jax.lax.index_in_dim(x, i, axis, keepdims=True)
 
-  slopes = (jnp.concatenate([sample(0) - sample(1), sample(n - 1) - sample(n - 2)], axis=axis)
-            if n > 1 else jnp.zeros_like(jnp.concatenate([x, x], axis=axis)))
+  def product(matrix, operand):  # [R, K] on operand [..., K, ...] along axis -> [..., R, ...]
+    y = jnp.tensordot(jnp.asarray(matrix, x.dtype), operand, axes=[[1], [axis]],
+                      precision=jax.lax.Precision.HIGHEST)
+    return jnp.moveaxis(y, 0, axis)
 
-  def apply(w, part, s):  # [R, K] on part [..., K, ...] plus [R, 2] on slopes -> [..., R, ...]
-    def product(matrix, operand):
-      y = jnp.tensordot(jnp.asarray(matrix, x.dtype), operand, axes=[[1], [axis]],
-                        precision=jax.lax.Precision.HIGHEST)
-      return jnp.moveaxis(y, 0, axis)
-    return product(w, part) + product(s, slopes) if s.any() else product(w, part)
+  def apply(w, part, s):  # plus [R, 2] on the end slopes, which only exist for n >= 2
+    if not s.any():
+      return product(w, part)
+    slopes = jnp.concatenate([sample(0) - sample(1), sample(n - 1) - sample(n - 2)], axis=axis)
+    return product(w, part) + product(s, slopes)
 
   parts = []
   if left:
