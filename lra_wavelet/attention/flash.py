@@ -53,9 +53,10 @@ _MIN_BLOCK = {"cpu": 512, "gpu": 128, "tpu": 128}
 _BLOCK_MULTIPLE = 8  # block lengths are multiples of this (vector width), unless one block
 
 
-def _platform() -> str:
-  """"cpu", "gpu" or "tpu" for the default JAX backend (unknown backends count as CPU)."""
-  backend = jax.default_backend()
+def _platform(platform: str | None = None) -> str:
+  """"cpu", "gpu" or "tpu": ``platform`` if given, else the default JAX backend (unknown
+  platforms count as CPU)."""
+  backend = platform or jax.default_backend()
   if backend in ("gpu", "cuda", "rocm"):
     return "gpu"
   return backend if backend in _PREFERRED_BLOCKS else "cpu"
@@ -81,9 +82,7 @@ def default_block_sizes(n_q: int, n_k: int, batch_heads: int = 8, *,
   block; the blocks are evened out over the lengths; then each loop step takes as many
   (batch, head) pairs as fit the budget (the largest divisor of ``batch_heads`` that does).
   """
-  platform = platform or _platform()
-  if platform not in _PREFERRED_BLOCKS:
-    platform = "cpu"
+  platform = _platform(platform)
   block_q, block_k = _PREFERRED_BLOCKS[platform]
   budget, smallest = _MAX_TILE_ELEMENTS[platform], _MIN_BLOCK[platform]
   while batch_heads * block_q * block_k > budget and block_k >= 2 * smallest:
@@ -100,8 +99,7 @@ def pairs_per_step(batch_heads: int, block_q: int, block_k: int, *,
   """How many of ``batch_heads`` (batch, head) pairs one loop step takes with these blocks:
   the largest divisor of ``batch_heads`` whose score tile fits the platform's budget
   (at least 1)."""
-  platform = platform or _platform()
-  fits = max(1, _MAX_TILE_ELEMENTS.get(platform, _MAX_TILE_ELEMENTS["cpu"]) // (block_q * block_k))
+  fits = max(1, _MAX_TILE_ELEMENTS[_platform(platform)] // (block_q * block_k))
   return max(g for g in range(1, min(fits, batch_heads) + 1) if batch_heads % g == 0)
 
 

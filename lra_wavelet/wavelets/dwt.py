@@ -48,7 +48,8 @@ passes over the data. The extrapolating modes (smooth, antireflect) extend with 
 grow far from the edge, and deep levels compound this (cA's edge reaches ~1000x the signal
 for a 76-tap filter at level 3); so for fixed filters their boundary outputs are recomputed
 from exact float64 maps of the edge samples and slopes, which keeps float32 within 3e-6 of
-the largest coefficient where summing taps times the extension was 6e-5 off. Low-precision inputs are filtered in float32 and returned in their dtype.
+the largest coefficient where summing taps times the extension was 6e-5 off. Low-precision
+inputs are filtered in float32 and returned in their dtype.
 The shifted-slice sums carry a hand-written VJP (the same kind of sum on the cotangent, and
 per-tap reductions for the filters): XLA's own transpose of many overlapping slices of one
 array runs about ten times slower on CPU. Hence reverse mode (grad, vjp, jacrev, also nested)
@@ -175,7 +176,9 @@ def _source(t: int, n: int, mode: str) -> list[tuple[int | str, float]]:
     u = t % (2 * n - 2)
     return [(u if u < n else 2 * n - 2 - u, 1.0)]
   if mode == "smooth":
-    return [(0, 1.0), (LEFT_SLOPE, float(-t))] if t < 0 else [(n - 1, 1.0), (RIGHT_SLOPE, float(t - n + 1))]
+    if t < 0:
+      return [(0, 1.0), (LEFT_SLOPE, float(-t))]
+    return [(n - 1, 1.0), (RIGHT_SLOPE, float(t - n + 1))]
   if mode == "antireflect":
     # Point reflections about x[0] and x[n-1]; their product is a shift by P = 2(n-1) that adds
     # 2(x[n-1] - x[0]) per period.
@@ -452,7 +455,8 @@ def _exact_boundary(band: jax.Array, x: jax.Array, f: np.ndarray, shift: int, mo
     parts.append(apply(w_left, jax.lax.slice_in_dim(x, 0, w_left.shape[1], axis=axis), s_left))
   parts.append(jax.lax.slice_in_dim(band, left, count - right, axis=axis))
   if right:
-    parts.append(apply(w_right, jax.lax.slice_in_dim(x, n - w_right.shape[1], n, axis=axis), s_right))
+    part = jax.lax.slice_in_dim(x, n - w_right.shape[1], n, axis=axis)
+    parts.append(apply(w_right, part, s_right))
   return jnp.concatenate(parts, axis=axis) if len(parts) > 1 else parts[0]
 
 
