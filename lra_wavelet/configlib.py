@@ -79,7 +79,7 @@ def base_config() -> ml_collections.ConfigDict:
   m.mlp_dim = 128             # hidden width of the GELU MLP
   m.dropout = 0.1             # dropout after embeddings, mixer and MLP
   m.attention_dropout = 0.1   # dropout on the mixer's attention output (before its output projection)
-  m.pos_embedding = "learned"  # learned | sinusoidal | none
+  m.pos_embedding = "learned"  # learned | sinusoidal | sinusoidal_2d (image tasks: row + column codes) | none
   m.pooling = "cls"           # cls | mean
   m.compute_dtype = "float32"  # float32 | bfloat16 (parameters stay float32)
   m.remat = False             # rematerialise each block in the backward pass (long sequences)

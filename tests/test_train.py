@@ -17,7 +17,7 @@ import pytest
 from flax import nnx
 
 from lra_wavelet.models import Classifier, EncoderOptions
-from lra_wavelet.models.encoder import sinusoidal_positions
+from lra_wavelet.models.encoder import position_table, sinusoidal_positions
 from lra_wavelet.train import loop
 from lra_wavelet.train.metrics import read_metrics
 from lra_wavelet.train.optim import learning_rate_schedule
@@ -105,6 +105,29 @@ def test_sinusoidal_positions_formula():
       angle = pos / 10_000 ** (2 * i / 6)
       assert table[pos, 2 * i] == pytest.approx(np.sin(angle), abs=1e-6)
       assert table[pos, 2 * i + 1] == pytest.approx(np.cos(angle), abs=1e-6)
+
+
+def test_sinusoidal_2d_positions_encode_row_and_column():
+  height, width, dim = 3, 5, 8
+  opts = EncoderOptions(vocab_size=4, max_len=height * width, dim=dim, pooling="cls",
+                        pos_embedding="sinusoidal_2d", image_shape=(height, width))
+  table = position_table(opts)
+  assert table.shape == (1 + height * width, dim)
+  np.testing.assert_array_equal(table[0], 0.0)  # the CLS token has no pixel position
+  for r in range(height):
+    for c in range(width):
+      code = table[1 + r * width + c]
+      for i in range(dim // 4):  # each half: sin/cos pairs of the 1-D formula with dim / 2 channels
+        np.testing.assert_allclose(code[2 * i: 2 * i + 2], [np.sin(r / 1e4 ** (4 * i / dim)),
+                                                           np.cos(r / 1e4 ** (4 * i / dim))], atol=1e-6)
+        j = dim // 2 + 2 * i
+        np.testing.assert_allclose(code[j: j + 2], [np.sin(c / 1e4 ** (4 * i / dim)),
+                                                   np.cos(c / 1e4 ** (4 * i / dim))], atol=1e-6)
+  # Dot products depend on the (row, column) offset only, not on where the pair sits.
+  grid = table[1:].reshape(height, width, dim)
+  np.testing.assert_allclose(grid[0, 0] @ grid[1, 2], grid[1, 2] @ grid[2, 4], atol=1e-5)
+  with pytest.raises(ValueError, match="image task"):
+    EncoderOptions(vocab_size=4, max_len=10, dim=dim, pos_embedding="sinusoidal_2d")
 
 
 @pytest.mark.parametrize("pooling, pos", [("cls", "learned"), ("mean", "sinusoidal")])

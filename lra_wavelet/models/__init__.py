@@ -15,7 +15,8 @@ def encoder_options(config, spec) -> EncoderOptions:
       vocab_size=spec.vocab_size, max_len=spec.max_len, num_layers=m.num_layers, dim=m.dim,
       num_heads=m.num_heads, qkv_dim=m.qkv_dim, mlp_dim=m.mlp_dim, dropout=m.dropout,
       attention_dropout=m.attention_dropout, pos_embedding=m.pos_embedding, pooling=m.pooling,
-      mixer=m.mixer, mixer_options=m.mixer_options.to_dict(), remat=m.remat)
+      mixer=m.mixer, mixer_options=m.mixer_options.to_dict(), remat=m.remat,
+      image_shape=tuple(config.data.image_shape) if "image_shape" in config.data else None)
 
 
 def build_model(config, spec, rngs: nnx.Rngs) -> Classifier:

@@ -1,6 +1,6 @@
 """The LRA Transformer encoder with a pluggable token mixer (Tay et al. 2021 layout).
 
-embed (token + learned/sinusoidal position) -> N x pre-LN block (mixer, GELU MLP, dropout)
+embed (token + learned, sinusoidal or 2-D sinusoidal position) -> N x pre-LN block (mixer, GELU MLP, dropout)
 -> final LayerNorm -> pooled vector (CLS token or padding-aware mean). The mixer is any entry
 of ``lra_wavelet.attention``'s registry, so WavSpA, MRA, WERSA and the baselines all run in
 the same encoder.
@@ -22,7 +22,7 @@ from flax import nnx
 from lra_wavelet import attention
 
 POOLINGS = ("cls", "mean")
-POS_EMBEDDINGS = ("learned", "sinusoidal", "none")
+POS_EMBEDDINGS = ("learned", "sinusoidal", "sinusoidal_2d", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,12 +42,20 @@ class EncoderOptions:
   mixer: str = "softmax"
   mixer_options: dict[str, Any] = dataclasses.field(default_factory=dict)
   remat: bool = False
+  image_shape: tuple[int, int] | None = None  # (H, W) of a pixel grid in row-major token order
 
   def __post_init__(self):
     if self.pooling not in POOLINGS:
       raise ValueError(f"unknown pooling {self.pooling!r}; valid: {', '.join(POOLINGS)}")
     if self.pos_embedding not in POS_EMBEDDINGS:
       raise ValueError(f"unknown pos_embedding {self.pos_embedding!r}; valid: {', '.join(POS_EMBEDDINGS)}")
+    if self.pos_embedding == "sinusoidal_2d":
+      if self.image_shape is None or int(np.prod(self.image_shape)) != self.max_len:
+        raise ValueError(f"pos_embedding='sinusoidal_2d' needs an image task (data.image_shape with H*W = "
+                         f"max_len {self.max_len}); got image_shape {self.image_shape}. Use 'sinusoidal' or "
+                         "'learned' for sequence tasks")
+      if self.dim % 4:
+        raise ValueError(f"pos_embedding='sinusoidal_2d' needs model.dim divisible by 4; got {self.dim}")
 
   @property
   def seq_len(self) -> int:
@@ -63,6 +71,28 @@ def sinusoidal_positions(length: int, dim: int) -> np.ndarray:
   table[:, 0::2] = np.sin(pos * freq)
   table[:, 1::2] = np.cos(pos * freq)[:, : dim // 2]
   return table
+
+
+def sinusoidal_positions_2d(height: int, width: int, dim: int) -> np.ndarray:
+  """Fixed 2-D sin/cos table [height * width, dim] in row-major pixel order: the first half of
+  the channels encodes the row and the second half the column (each a 1-D table of dim / 2),
+  so a dot product between two pixels' codes depends on their row and column offsets, as in
+  ViT's 2-D sincos variant (Dosovitskiy et al. 2021)."""
+  half = dim // 2
+  rows = sinusoidal_positions(height, half)[:, None, :]
+  cols = sinusoidal_positions(width, half)[None, :, :]
+  grid = np.concatenate([np.broadcast_to(rows, (height, width, half)),
+                         np.broadcast_to(cols, (height, width, half))], axis=-1)
+  return np.ascontiguousarray(grid.reshape(height * width, dim), dtype=np.float32)
+
+
+def position_table(opts: EncoderOptions) -> np.ndarray:
+  """The fixed table [seq_len, D] of a sinusoidal option; a CLS token in front gets zeros."""
+  if opts.pos_embedding == "sinusoidal":
+    return sinusoidal_positions(opts.seq_len, opts.dim)
+  table = sinusoidal_positions_2d(*opts.image_shape, opts.dim)
+  pad = opts.seq_len - table.shape[0]
+  return np.concatenate([np.zeros((pad, opts.dim), np.float32), table]) if pad else table
 
 
 def build_mixer(opts: EncoderOptions, rngs: nnx.Rngs) -> nnx.Module:
@@ -221,8 +251,8 @@ class Encoder(nnx.Module):
     self.embed = nnx.Embed(opts.vocab_size, opts.dim, rngs=rngs)
     if opts.pos_embedding == "learned":
       self.pos = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (opts.seq_len, opts.dim)))
-    elif opts.pos_embedding == "sinusoidal":
-      self.pos = nnx.Variable(jnp.asarray(sinusoidal_positions(opts.seq_len, opts.dim)))
+    elif opts.pos_embedding in ("sinusoidal", "sinusoidal_2d"):
+      self.pos = nnx.Variable(jnp.asarray(position_table(opts)))
     else:
       self.pos = None
     if opts.pooling == "cls":
