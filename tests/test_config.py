@@ -74,3 +74,11 @@ def test_fixed_wavelet_argument():
   assert config.model.mixer == "wavspa"
   assert config.model.mixer_options.wavelet == "sym4"
   assert config.model.mixer_options.inner == "performer"
+
+
+def test_pathfinder_small_model_gets_the_image_shape_for_2d_positions():
+  from lra_wavelet import tasks
+  from lra_wavelet.models import encoder_options
+  config = configlib.load_config_file(f"{REPO / 'configs/pathfinder.py'}:model=transformer,scale=small")
+  opts = encoder_options(config, tasks.get("pathfinder").spec(config))
+  assert (opts.pos_embedding, opts.image_shape, opts.seq_len) == ("sinusoidal_2d", (32, 32), 1024)
