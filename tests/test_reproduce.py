@@ -195,3 +195,17 @@ def test_cli_unknown_table_is_one_clear_error():
   result = run_cli(["reproduce", "--table=wavspa"], check=False)
   assert result.returncode == 2
   assert "unknown table 'wavspa'; valid tables: wavspa_lra, lra, mra_lra, wersa_lra, lego" in result.stderr
+
+
+def test_cells_outside_the_request_drop_errors_of_overrides_meant_for_other_tasks(tmp_path):
+  # reproduce --tasks=pathfinder --overrides=data.difficulty=easy: ListOps cannot take the
+  # override, but it was never asked to run, so its cell reads "not run" without that error.
+  plans = runner.plan(tables.get("wavspa_lra"), scale="tiny", seeds=[0], root=tmp_path,
+                      overrides={"data.difficulty": "easy"})
+  listops = next(c for c in plans if c.task == "listops" and c.preset == "transformer")
+  assert isinstance(listops, runner.CellResult) and "data.difficulty" in listops.error
+  cleared = runner._not_requested(listops, "tiny", REPO / "configs")
+  assert (cleared.status, cleared.error) == ("not run", "")
+  absent = runner.CellResult("absent", "transformer", 0, "failed", error="no config file x")
+  kept = runner._not_requested(absent, "tiny", REPO / "configs")
+  assert (kept.status, kept.error) == ("not run", "no config file x")

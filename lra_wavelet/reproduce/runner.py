@@ -283,7 +283,7 @@ def run(table: tables.Table, *, scale: str, tasks_to_run: Sequence[str] | None =
   for cell in cells:
     key = (cell.task, cell.preset, cell.seed)
     if isinstance(cell, CellResult):  # could not be configured
-      results[key] = cell if requested(cell) else dataclasses.replace(cell, status="not run")
+      results[key] = cell if requested(cell) else _not_requested(cell, scale, configs_dir)
     else:
       results[key] = lookup_cell(cell)
   log(f"{table.name} at scale {scale}: {len(cells)} cells, {len(to_run)} to run, "
@@ -294,6 +294,20 @@ def run(table: tables.Table, *, scale: str, tasks_to_run: Sequence[str] | None =
     results[(result.task, result.preset, result.seed)] = result
     log(f"  {result.task}/{result.preset} seed {result.seed}: {_describe(result)}")
   return [results[(c.task, c.preset, c.seed)] for c in cells]
+
+
+def _not_requested(cell: CellResult, scale: str, configs_dir: str | Path) -> CellResult:
+  """A cell outside the request that could not be configured: "not run", keeping the error only
+  when it is the cell's own (a missing config file, a broken preset), not an override meant for
+  the requested tasks (``--tasks=pathfinder --overrides=data.difficulty=easy`` on ListOps)."""
+  config_file = Path(configs_dir).resolve() / f"{cell.task}.py"
+  try:
+    if config_file.is_file():
+      cell_config(config_file, cell.task, cell.preset, scale, cell.seed, {})
+      return dataclasses.replace(cell, status="not run", error="")
+  except Exception:  # pylint: disable=broad-except  (the cell's own error stays in the report)
+    pass
+  return dataclasses.replace(cell, status="not run")
 
 
 def _describe(result: CellResult) -> str:
