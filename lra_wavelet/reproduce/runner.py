@@ -301,13 +301,13 @@ def _not_requested(cell: CellResult, scale: str, configs_dir: str | Path) -> Cel
   when it is the cell's own (a missing config file, a broken preset), not an override meant for
   the requested tasks (``--tasks=pathfinder --overrides=data.difficulty=easy`` on ListOps)."""
   config_file = Path(configs_dir).resolve() / f"{cell.task}.py"
+  if not config_file.is_file():
+    return dataclasses.replace(cell, status="not run")
   try:
-    if config_file.is_file():
-      cell_config(config_file, cell.task, cell.preset, scale, cell.seed, {})
-      return dataclasses.replace(cell, status="not run", error="")
+    cell_config(config_file, cell.task, cell.preset, scale, cell.seed, {})
   except Exception:  # pylint: disable=broad-except  (the cell's own error stays in the report)
-    pass
-  return dataclasses.replace(cell, status="not run")
+    return dataclasses.replace(cell, status="not run")
+  return dataclasses.replace(cell, status="not run", error="")
 
 
 def _describe(result: CellResult) -> str:
