@@ -14,7 +14,8 @@ from flax import nnx
 
 from lra_wavelet.bench import train as bench_train
 from lra_wavelet.models import Classifier, EncoderOptions
-from lra_wavelet.models.encoder import dropout_keep_mask, recompute_in_backward
+from lra_wavelet.dropout import dropout_keep_mask
+from lra_wavelet.models.encoder import recompute_in_backward
 
 
 def test_matmul_flops_matches_hand_counts():

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lra_wavelet.dropout import Dropout
+
 
 def split_heads(x: jax.Array, num_heads: int) -> jax.Array:
   """[B, N, H*Dh] -> [B, H, N, Dh]."""
@@ -47,7 +49,7 @@ class ProjectedAttention(nnx.Module):
     self.key = nnx.Linear(dim, qkv_dim, use_bias=use_bias, rngs=rngs)
     self.value = nnx.Linear(dim, qkv_dim, use_bias=use_bias, rngs=rngs)
     self.out = nnx.Linear(qkv_dim, dim, use_bias=use_bias, rngs=rngs)
-    self.dropout = nnx.Dropout(dropout, rngs=rngs)
+    self.dropout = Dropout(dropout, rngs=rngs)
 
   def project(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """x: [B, N, D] -> q, k, v each [B, H, N, Dh]."""

@@ -4,7 +4,7 @@ embed (token + learned, sinusoidal or 2-D sinusoidal position) -> N x pre-LN blo
 GELU MLP, dropout) -> final LayerNorm -> pooled vector (CLS token or padding-aware mean). The mixer is any entry
 of ``lra_wavelet.attention``'s registry, so WavSpA, MRA, WERSA and the baselines all run in
 the same encoder.
-Dropout masks come from a counter hash (``dropout_keep_mask``, cheap on the CPU) and ``remat``
+Dropout masks come from a counter hash (``lra_wavelet.dropout``, cheap on the CPU) and ``remat``
 recomputes each block in the backward pass (``recompute_in_backward``) to bound activation memory.
 """
 
@@ -20,6 +20,7 @@ import numpy as np
 from flax import nnx
 
 from lra_wavelet import attention
+from lra_wavelet.dropout import Dropout
 
 POOLINGS = ("cls", "mean")
 POS_EMBEDDINGS = ("learned", "sinusoidal", "sinusoidal_2d", "none")
@@ -104,50 +105,6 @@ def build_mixer(opts: EncoderOptions, rngs: nnx.Rngs) -> nnx.Module:
   if "qkv_dim" in inspect.signature(cls.__init__).parameters and "qkv_dim" not in options:
     options["qkv_dim"] = opts.qkv_dim
   return attention.build(opts.mixer, dim=opts.dim, num_heads=opts.num_heads, rngs=rngs, **options)
-
-
-def _hash_mix(h: jax.Array) -> jax.Array:
-  """A 32-bit integer finaliser (xorshift-multiply, C. Wellons' "lowbias32"): every input bit
-  flips each output bit with probability close to 1/2."""
-  h = (h ^ (h >> 16)) * jnp.uint32(0x7FEB352D)
-  h = (h ^ (h >> 15)) * jnp.uint32(0x846CA68B)
-  return h ^ (h >> 16)
-
-
-def dropout_keep_mask(key: jax.Array, shape: tuple[int, ...], keep_prob: float) -> jax.Array:
-  """bool[shape], True with probability ``keep_prob`` (to 2^-32), independently per element.
-
-  Two words drawn from ``key`` seed a counter-based hash: element i keeps if
-  mix(mix(i ^ w0) + w1) < keep_prob * 2^32. One fused elementwise pass, about 5x cheaper
-  than Philox bits on the CPU and far cheaper than threefry's, which matters because XLA
-  recomputes dropout masks in the backward pass rather than storing them.
-  """
-  size = int(np.prod(shape))
-  if size >= 2 ** 32:
-    raise ValueError(f"dropout over {size} elements needs a wider counter; split the array")
-  w0, w1 = jax.random.bits(key, (2,), jnp.uint32)
-  bits = _hash_mix(_hash_mix(jax.lax.iota(jnp.uint32, size) ^ w0) + w1).reshape(shape)
-  return bits < jnp.uint32(min(int(keep_prob * 2.0 ** 32), 2 ** 32 - 1))
-
-
-class Dropout(nnx.Module):
-  """Inverted dropout like ``nnx.Dropout`` (its own fork of the ``dropout`` stream, one key
-  per call), with masks from ``dropout_keep_mask``."""
-
-  def __init__(self, rate: float, *, rngs: nnx.Rngs):
-    if not 0.0 <= rate <= 1.0:
-      raise ValueError(f"dropout rate must be in [0, 1]; got {rate}")
-    self.rate = rate
-    self.rngs = rngs["dropout"].fork()
-
-  def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
-    if deterministic or self.rate == 0.0:
-      return x
-    if self.rate == 1.0:
-      return jnp.zeros_like(x)
-    keep_prob = 1.0 - self.rate
-    keep = dropout_keep_mask(self.rngs(), x.shape, keep_prob)
-    return jnp.where(keep, x / jnp.asarray(keep_prob, x.dtype), jnp.zeros((), x.dtype))
 
 
 def recompute_in_backward(fn):

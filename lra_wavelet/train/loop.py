@@ -32,10 +32,9 @@ from lra_wavelet.train.optim import make_optimizer
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 # Dropout keys are Philox keys (Salmon et al. 2011; counter-based, passes BigCrush). On the CPU
-# JAX lowers its default threefry to a rolled loop that makes several passes over every mask,
-# and XLA recomputes masks in the backward pass: threefry masks took ~25% of a ListOps step,
-# Philox ~8x less. The encoder's own dropout layers draw their masks with a cheaper hash
-# (models/encoder.py); this choice serves every other nnx.Dropout (results/bench_train.md).
+# JAX lowers its default threefry to a rolled loop that makes several passes over every mask:
+# threefry masks took ~25% of a ListOps step. Every dropout layer of the model zoo draws only
+# two words per call from these keys and hashes its mask from them (lra_wavelet/dropout.py).
 DROPOUT_PRNG_IMPL = "philox2x32"
 
 
