@@ -111,9 +111,11 @@ def test_default_block_sizes():
       # Evened-out blocks: the padded length is within one vector width per block of n.
       blocks = -(-n // bq)
       assert blocks * bq - n < blocks * flash._BLOCK_MULTIPLE, (n, bq)
-  # The ListOps shape (512 tokens and a CLS token, 32 x 4 heads) on the CPU: two blocks of
-  # 264 rather than two of 512, sixteen (batch, head) pairs per loop step.
-  assert flash.default_block_sizes(513, 513, 128, platform="cpu") == (264, 264, 16)
+  # The ListOps shape (512 tokens and a CLS token, 32 x 4 heads) on the CPU: one block of 513
+  # (no padding, no inner loop), two (batch, head) pairs per loop step.
+  assert flash.default_block_sizes(513, 513, 128, platform="cpu") == (513, 513, 2)
+  # A long sequence: the largest blocks whose single-pair tile fits, one pair per step.
+  assert flash.default_block_sizes(4096, 4096, 8, platform="cpu") == (1024, 1024, 1)
 
 
 @pytest.mark.parametrize("group,causal", [(1, False), (2, True), (3, False)])
@@ -131,9 +133,10 @@ def test_pairs_per_step_follows_the_blocks():
   # Blocks given by the caller get a group sized for them, not for the default blocks.
   budget = flash._MAX_TILE_ELEMENTS["cpu"]
   assert flash.pairs_per_step(128, 512, 512, platform="cpu") == budget // (512 * 512)
-  assert flash.pairs_per_step(128, 128, 128, platform="cpu") == 128
+  assert flash.pairs_per_step(128, 128, 128, platform="cpu") == 64
   assert flash.pairs_per_step(6, 4096, 4096, platform="cpu") == 1
-  assert flash.pairs_per_step(12, 1024, 512, platform="cpu") == 4  # 4 of the 12 pairs fit
+  assert flash.pairs_per_step(12, 512, 512, platform="cpu") == 4  # 4 of the 12 pairs fit
+  assert flash.pairs_per_step(12, 1024, 1024, platform="cpu") == 1
 
 
 @pytest.mark.parametrize("implementation", ["blockwise", "xla", "dense"])

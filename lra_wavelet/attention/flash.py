@@ -37,18 +37,20 @@ class TilePlan(NamedTuple):
 
 
 # Largest score tile one loop step computes, in elements ([group, block_q, block_k]). On the
-# CPU a tile of this size (8 MB in float32) stays within the last-level cache for the
-# elementwise passes between dots; on accelerators it bounds the per-step workspace.
-_MAX_TILE_ELEMENTS = {"cpu": 2 * 1024 * 1024, "gpu": 16 * 1024 * 1024, "tpu": 16 * 1024 * 1024}
+# CPU the tile (4 MB in float32) and the elementwise passes between its dots stay within the
+# cores' L2 and the shared L3; on accelerators it bounds the per-step workspace.
+_MAX_TILE_ELEMENTS = {"cpu": 1024 * 1024, "gpu": 16 * 1024 * 1024, "tpu": 16 * 1024 * 1024}
 # Largest (block_q, block_k) per platform, and the smallest block the tile bound may shrink
-# them to before the (batch, head) pairs are split into groups instead. Blocks are then
-# evened out over the sequence (``_even_block``) so that padding stays small. CPU, measured
-# on a 2-core Xeon (AVX-512), compiled train steps of the `transformer` preset, the two plans
-# alternating in one process (median of 11): ListOps small (513 tokens, 32 x 4 heads of 32)
-# 2.43 s with the former plan (256 x 128 tiles over all 128 pairs, padded to 640 tokens),
-# 1.74 s with this one (264 x 264, 16 pairs per step); Pathfinder small 0.68 -> 0.51 s; Text
-# small 6.0 -> 4.9 s. One layer at N=4096, 8 heads of 64: 256 x 512 0.87 s, 512 x 512 0.82 s.
-_PREFERRED_BLOCKS = {"cpu": (512, 512), "gpu": (1024, 1024), "tpu": (1024, 1024)}
+# them to. Blocks are evened out over the sequence (``_even_block``) so that padding stays
+# small; then each loop step takes as many (batch, head) pairs as the tile bound allows.
+# CPU, measured on a 2-core AMD EPYC (Zen 4, AVX-512, 1 MB L2 per core), forward + backward
+# of the kernel alone, the plans alternating in one process (best of 9): ListOps small
+# (513 tokens, 32 x 4 heads of 32) 0.36 s with the former plan (two blocks of 264, 16 pairs
+# per step, 4.5 MB tiles) and 0.19 s with this one (one block of 513, 2 pairs); N=4096, 8
+# heads of 64: 0.98 s with 512 x 512 over all 8 pairs (8 MB tiles), 0.83 s with 1024 x 1024,
+# one pair per step. Halving the blocks below 512 costs more than it saves (256 x 256 over
+# 8 pairs: 1.71 s at N=4096).
+_PREFERRED_BLOCKS = {"cpu": (1024, 1024), "gpu": (1024, 1024), "tpu": (1024, 1024)}
 _MIN_BLOCK = {"cpu": 512, "gpu": 128, "tpu": 128}
 _BLOCK_MULTIPLE = 8  # block lengths are multiples of this (vector width), unless one block
 
@@ -77,19 +79,27 @@ def default_block_sizes(n_q: int, n_k: int, batch_heads: int = 8, *,
                         platform: str | None = None) -> TilePlan:
   """The tile plan for ``n_q`` queries and ``n_k`` keys with ``batch_heads`` = B * H.
 
-  While the largest score tile ``[batch_heads, block_q, block_k]`` exceeds the platform's
-  budget, the key block and then the query block are halved down to the platform's smallest
-  block; the blocks are evened out over the lengths; then each loop step takes as many
-  (batch, head) pairs as fit the budget (the largest divisor of ``batch_heads`` that does).
+  The blocks are the platform's preferred ones evened out over the lengths (a length that
+  fits one block is one block); while one (batch, head) pair's score tile exceeds the
+  platform's budget, the larger block's cap is halved, down to the platform's smallest
+  block. Then each loop step takes as many (batch, head) pairs as fit the budget (the
+  largest divisor of ``batch_heads`` that does).
   """
   platform = _platform(platform)
-  block_q, block_k = _PREFERRED_BLOCKS[platform]
+  cap_q, cap_k = _PREFERRED_BLOCKS[platform]
   budget, smallest = _MAX_TILE_ELEMENTS[platform], _MIN_BLOCK[platform]
-  while batch_heads * block_q * block_k > budget and block_k >= 2 * smallest:
-    block_k //= 2
-  while batch_heads * block_q * block_k > budget and block_q >= 2 * smallest:
-    block_q //= 2
-  block_q, block_k = _even_block(max(n_q, 1), block_q), _even_block(max(n_k, 1), block_k)
+  while True:
+    block_q, block_k = _even_block(max(n_q, 1), cap_q), _even_block(max(n_k, 1), cap_k)
+    if block_q * block_k <= budget:
+      break
+    if block_k >= block_q and cap_k >= 2 * smallest:
+      cap_k //= 2
+    elif cap_q >= 2 * smallest:
+      cap_q //= 2
+    elif cap_k >= 2 * smallest:
+      cap_k //= 2
+    else:
+      break
   group = pairs_per_step(batch_heads, block_q, block_k, platform=platform)
   return TilePlan(block_q, block_k, group)
 
