@@ -82,3 +82,23 @@ def test_wavelet_transform_case_is_the_identity_for_an_orthogonal_wavelet():
   layer = mixers.WaveletRoundTrip(dim=4, rngs=nnx.Rngs(0), wavelet="db2", levels=2)
   x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 16, 4)), jnp.float32)
   np.testing.assert_allclose(layer(x, jnp.ones((2, 16), bool)), x, atol=1e-5)
+
+
+def test_ratios_against_softmax_and_dense_softmax():
+  dense = mixers.DENSE_BASELINE
+  rows = [
+      {"mixer": "softmax", "n": 8, "status": "ok", "time_s": 2.0, "cpu_s": 4.0, "xla_peak_mb": 50.0},
+      {"mixer": dense, "n": 8, "status": "ok", "time_s": 8.0, "cpu_s": 8.0, "xla_peak_mb": 400.0},
+      {"mixer": "mra", "n": 8, "status": "ok", "time_s": 0.5, "cpu_s": 1.0, "xla_peak_mb": 20.0},
+      # At a length where dense attention does not fit, only its memory estimate exists.
+      {"mixer": "softmax", "n": 16, "status": "ok", "time_s": 4.0, "cpu_s": 8.0, "xla_peak_mb": 90.0},
+      {"mixer": dense, "n": 16, "status": "skipped: too big", "xla_peak_mb": 1600.0},
+      {"mixer": "mra", "n": 16, "status": "ok", "time_s": 1.0, "cpu_s": 2.0, "xla_peak_mb": 40.0},
+  ]
+  mixers._add_ratios(rows)
+  mra8, mra16 = rows[2], rows[5]
+  assert mra8["ratio"] == 0.25 and mra8["cpu_ratio"] == 0.25
+  assert mra8["dense_ratio"] == 0.0625 and mra8["dense_memory_ratio"] == 20.0
+  assert mra16["ratio"] == 0.25 and "dense_ratio" not in mra16
+  assert mra16["dense_memory_ratio"] == 40.0
+  assert "dense_memory_ratio" not in rows[1] and "dense_memory_ratio" not in rows[4]
