@@ -8,10 +8,11 @@ backward pass recomputes each block of probabilities from them (FlashAttention, 
 2022, and its work partitioning in FlashAttention-2, Dao 2023). Activation memory is
 O(N * Dh) plus one ``[group, block_q, block_k]`` score tile, instead of O(N^2).
 
-On the CPU this is also the fastest exact attention for long sequences: the tiles stay in
-the last-level cache and every dot covers several (batch, head) pairs. ``default_block_sizes``
-holds the per-platform tile plan (block shapes, and how many (batch, head) pairs one loop
-step takes), measured with ``lra-wavelet bench``.
+On the CPU this is also the fastest exact attention beyond a few hundred tokens: each score
+tile stays within a few MB of cache, and short sequences are one block, so their loops
+vanish and one dot covers several (batch, head) pairs. ``default_block_sizes`` holds the
+per-platform tile plan (block shapes, and how many (batch, head) pairs one loop step takes),
+measured with ``lra-wavelet bench``.
 
 ``flash_attention`` has the semantics of ``softmax.dense_attention``: ``mask`` marks valid
 keys, queries at padded positions still attend over the valid keys, a query with no valid
