@@ -347,10 +347,11 @@ def _add_ratios(rows: list[dict]) -> None:
   """Time ratios against BASELINE and DENSE_BASELINE at the same N, and how many times less
   peak memory (XLA's estimate) a case needs than DENSE_BASELINE, whose estimate is known even
   where it is too large to run."""
-  def by_length(label: str, ran: bool) -> dict[int, dict]:
-    return {r["n"]: r for r in rows if r["mixer"] == label and (r.get("status") == "ok" or not ran)}
-  baseline, dense = by_length(BASELINE, True), by_length(DENSE_BASELINE, True)
-  dense_estimate = by_length(DENSE_BASELINE, False)
+  def by_length(label: str, ran_only: bool = True) -> dict[int, dict]:
+    return {r["n"]: r for r in rows
+            if r["mixer"] == label and (r.get("status") == "ok" or not ran_only)}
+  baseline, dense = by_length(BASELINE), by_length(DENSE_BASELINE)
+  dense_estimate = by_length(DENSE_BASELINE, ran_only=False)
   for row in rows:
     estimate = dense_estimate.get(row["n"], {}).get("xla_peak_mb")
     if estimate and row.get("xla_peak_mb") and row["mixer"] != DENSE_BASELINE:
