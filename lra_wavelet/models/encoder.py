@@ -1,11 +1,11 @@
 """The LRA Transformer encoder with a pluggable token mixer (Tay et al. 2021 layout).
 
 embed (token + learned, sinusoidal or 2-D sinusoidal position) -> N x pre-LN block (mixer,
-GELU MLP, dropout) -> final LayerNorm -> pooled vector (CLS token or padding-aware mean). The mixer is any entry
-of ``lra_wavelet.attention``'s registry, so WavSpA, MRA, WERSA and the baselines all run in
-the same encoder.
-Dropout masks come from a counter hash (``lra_wavelet.dropout``, cheap on the CPU) and ``remat``
-recomputes each block in the backward pass (``recompute_in_backward``) to bound activation memory.
+GELU MLP, dropout) -> final LayerNorm -> pooled vector (CLS token or padding-aware mean).
+The mixer is any entry of ``lra_wavelet.attention``'s registry, so WavSpA, MRA, WERSA and the
+baselines all run in the same encoder. Dropout masks come from a counter hash
+(``lra_wavelet.dropout``, cheap on the CPU) and ``remat`` recomputes each block in the
+backward pass (``recompute_in_backward``) to bound activation memory.
 """
 
 from __future__ import annotations
