@@ -21,6 +21,8 @@ from pathlib import Path
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from lra_wavelet import allocator
+
 COMMANDS = ("train", "eval", "data", "reproduce", "sweep", "bench")
 REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -203,6 +205,7 @@ def _precheck_config(argv: list[str]) -> None:
 
 
 def run() -> None:
+  allocator.reuse_freed_memory()  # before JAX starts its threads
   _precheck_config(sys.argv)
   app.run(main)
 

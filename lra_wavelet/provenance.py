@@ -13,6 +13,8 @@ import platform
 import subprocess
 from pathlib import Path
 
+from lra_wavelet import allocator
+
 PACKAGES = ("lra_wavelet", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain",
             "numpy", "PyWavelets", "tensorflow-datasets", "ml-collections")
 
@@ -61,6 +63,7 @@ def machine() -> dict[str, str]:
       "device_kind": devices[0].device_kind,
       "device_count": str(len(devices)),
       "python": platform.python_version(),
+      "malloc": allocator.describe(),
   }
 
 

@@ -40,6 +40,7 @@ def provenance_lines(record: Mapping) -> list[str]:
       f"- machine: {machine['cpu']} ({machine['cpu_count']} CPUs), JAX platform "
       f"{machine['platform']} ({machine['device_kind']} x{machine['device_count']}), "
       f"Python {machine['python']}, host {machine['host']}",
+      f"- host memory: {machine.get('malloc', 'not recorded')}",
       f"- commit: {record['git_commit']}",
       f"- versions: {versions}",
   ]

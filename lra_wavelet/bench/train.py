@@ -45,6 +45,7 @@ from unittest import mock
 
 import numpy as np
 
+from lra_wavelet import allocator
 from lra_wavelet.bench import common
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -565,6 +566,7 @@ def _write(rows, results_dir: Path, *, settings, overrides, peaks, loads) -> Pat
 
 def _child_main(payload: str) -> None:
   """Entry of the per-case process: measure one case and print its row as one marked JSON line."""
+  allocator.reuse_freed_memory()  # before JAX starts its threads, as the binary does
   request = json.loads(payload)
   limit = request["memory_limit"]
   resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
