@@ -12,14 +12,18 @@ threads, no ``mmap`` for large blocks, and no trimming of the heap. Big blocks t
 the main heap and stay there when freed, and the next step gets the same pages back (0 faults
 per step, the ListOps small step 11% faster; measured numbers are in results/bench_train.md).
 
-The cost: the process keeps the heap of its largest step until it exits (its RSS does not
-shrink after a peak), and while it warms up the heap can grow by a few step-sized blocks
-when a freed one has been split by smaller allocations: a function with a 64 MB temporary
-went from 345 to 665 MB over 30 calls and stayed there; the ListOps small train step stayed
-at 1,450 MB from its first step. The arena limit binds
-only threads that have no arena yet, so the call must come before the JAX runtime starts its
-threads: the binary and the bench's case processes make it first thing, and processes that
-others start (Ray workers) get the same options from ``child_environment`` at their start.
+The cost: freed memory stays in the process (its RSS does not shrink after a peak), and the
+heap can grow by a few step-sized blocks while small allocations split freed ones: a function
+with a 64 MB temporary went from 280 to 600 MB in its first calls, then stayed there over 300
+calls; the ListOps small train step stayed at 1,450 MB from its first step. A process hands
+its free heap back with ``release_free_memory``: the trainer does after each evaluation (so
+the growth cannot add up over a long run; the next step faults its temporary in once) and the
+mixer bench between cases.
+
+The arena limit binds only threads that have no arena yet, so ``reuse_freed_memory`` must run
+before the JAX runtime starts its threads: the binary and the bench's case processes call it
+first thing, and processes that others start (Ray workers) get the same options from
+``child_environment`` at their start.
 
 Linux with glibc only; elsewhere, or with ``LRA_WAVELET_MALLOC=system``, nothing changes.
 """
@@ -69,6 +73,17 @@ def reuse_freed_memory() -> bool:
     _applied = bool(libc) and all(libc.mallopt(param, value) == 1 for param, value in (
         (_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1)))
   return _applied
+
+
+def release_free_memory() -> bool:
+  """Give the heap's free pages back to the OS now (glibc ``malloc_trim``); True if any went.
+
+  For a process that moves on to work of a different size (the mixer bench, from one case
+  to the next): without it, memory the last case freed stays in this process's heap, where
+  the next case can reuse it but the OS (and ``MemAvailable``) does not count it as free.
+  """
+  libc = _glibc() if _applied else None
+  return bool(libc and libc.malloc_trim(0))
 
 
 def child_environment(environ: dict[str, str] | None = None) -> dict[str, str]:

@@ -19,7 +19,7 @@ import jax, jax.numpy as jnp
 f = jax.jit(lambda a: jnp.sin(a @ a.T) @ a)
 a = jnp.ones((4096, 64))
 faults = []
-for _ in range(10):
+for _ in range(16):
   before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   f(a).block_until_ready()
   faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
@@ -39,11 +39,12 @@ def test_freed_blocks_are_reused_across_executions():
   reused = _run()
   assert not default["applied"] and default["describe"] == "system malloc defaults"
   assert reused["applied"] and "freed blocks reused" in reused["describe"]
-  # The first two calls grow the heap; after that the same pages come back on most calls (a
-  # 64 MB block faulted in anew is 16,384 faults of 4 KB; now and then a freed block is split
-  # by smaller allocations and the heap grows by one more block instead).
+  # A 64 MB block faulted in anew is 16,384 faults of 4 KB. In the first calls the heap can
+  # grow by a few blocks (small allocations split freed ones); after that the same pages come
+  # back on most calls (10 to 14 of these 14 in repeated runs here), while the default
+  # faults on every call.
   quiet = sum(faults < 1000 for faults in reused["faults"][2:])
-  assert quiet >= 5, (reused, default)
+  assert quiet >= 7, (reused, default)
 
 
 def test_child_environment_puts_the_users_tunables_last():
@@ -59,3 +60,28 @@ def test_child_environment_puts_the_users_tunables_last():
 def test_opt_out_leaves_children_alone(monkeypatch):
   monkeypatch.setenv(allocator.OPT_OUT_VARIABLE, "system")
   assert allocator.child_environment() == {}
+
+
+_TRIM_SCRIPT = """
+import json
+from lra_wavelet import allocator
+allocator.reuse_freed_memory()
+import jax, jax.numpy as jnp
+def rss_mb():
+  return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+f = jax.jit(lambda a: jnp.sin(a @ a.T) @ a)
+a = jnp.ones((8192, 16))
+for _ in range(3):
+  f(a).block_until_ready()   # a 256 MB temporary, freed after each call
+held = rss_mb()
+released = allocator.release_free_memory()
+print(json.dumps({"held": held, "after": rss_mb(), "released": released}))
+"""
+
+
+@pytest.mark.skipif(allocator._glibc() is None or sys.platform != "linux", reason="glibc malloc only")
+def test_release_free_memory_hands_the_freed_heap_back():
+  proc = subprocess.run([sys.executable, "-c", _TRIM_SCRIPT], capture_output=True, text=True,
+                        timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"}, check=True)
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert result["released"] and result["after"] < result["held"] - 200, result

@@ -23,7 +23,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from lra_wavelet import data as data_lib
-from lra_wavelet import provenance, tasks
+from lra_wavelet import allocator, provenance, tasks
 from lra_wavelet.models import build_model
 from lra_wavelet.train.checkpoint import Checkpoints
 from lra_wavelet.train.metrics import MetricsWriter
@@ -267,6 +267,9 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, Any]:
           if val["accuracy"] > record["best_val_accuracy"]:
             record.update(best_val_accuracy=val["accuracy"], best_step=step)
             best.save(step, state, record)
+          # Evaluation ran executables of other sizes: hand the heap they left free back to the
+          # OS, so that holes split by small allocations cannot add up over a long run.
+          allocator.release_free_memory()
         if do_eval or step % config.checkpoint_every == 0:
           save_latest(step)
         writer.flush()
