@@ -16,9 +16,10 @@ The cost: freed memory stays in the process (its RSS does not shrink after a pea
 heap can grow by a few step-sized blocks while small allocations split freed ones: a function
 with a 64 MB temporary went from 280 to 600 MB in its first calls, then stayed there over 300
 calls; the ListOps small train step stayed at 1,450 MB from its first step. A process hands
-its free heap back with ``release_free_memory``: the trainer does after each evaluation (so
-the growth cannot add up over a long run; the next step faults its temporary in once) and the
-mixer bench between cases.
+its free heap back with ``release_free_memory``: the trainer does after compiling its step and
+after each evaluation (so neither the compiler's freed memory nor the growth can add up over a
+long run; the next step faults its temporary in once), the train bench after compiling, and
+the mixer bench between cases.
 
 The arena limit binds only threads that have no arena yet, so ``reuse_freed_memory`` must run
 before the JAX runtime starts its threads: the binary and the bench's case processes call it

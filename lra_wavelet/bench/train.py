@@ -329,6 +329,7 @@ def measure_case(case: Case, *, repeats: int = 5, max_seconds: float = 120.0, dt
     row["status"] = _failure("failed to compile", e)
     return row
   row["compile_s"] = time.perf_counter() - start
+  allocator.release_free_memory()  # the compiler's freed heap, before the step's first temporary
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   if cost and "flops" in cost:
