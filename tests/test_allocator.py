@@ -35,8 +35,8 @@ def _run(**env) -> dict:
 
 @pytest.mark.skipif(allocator._glibc() is None or sys.platform != "linux", reason="glibc malloc only")
 def test_freed_blocks_are_reused_across_executions():
-  default = _run(LRA_WAVELET_MALLOC="system")
-  reused = _run()
+  default = _run(LRA_WAVELET_MALLOC="")
+  reused = _run(LRA_WAVELET_MALLOC="reuse")
   assert not default["applied"] and default["describe"] == "system malloc defaults"
   assert reused["applied"] and "freed blocks reused" in reused["describe"]
   # A 64 MB block faulted in anew is 16,384 faults of 4 KB. In the first calls the heap can
@@ -47,7 +47,8 @@ def test_freed_blocks_are_reused_across_executions():
   assert quiet >= 7, (reused, default)
 
 
-def test_child_environment_puts_the_users_tunables_last():
+def test_child_environment_puts_the_users_tunables_last(monkeypatch):
+  monkeypatch.setenv(allocator.OPT_IN_VARIABLE, "reuse")
   env = allocator.child_environment({"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"})
   if not allocator._wanted():
     assert env == {}
@@ -57,8 +58,8 @@ def test_child_environment_puts_the_users_tunables_last():
   assert allocator.child_environment({})["GLIBC_TUNABLES"].split(":") == tunables[:-1]
 
 
-def test_opt_out_leaves_children_alone(monkeypatch):
-  monkeypatch.setenv(allocator.OPT_OUT_VARIABLE, "system")
+def test_without_the_opt_in_children_are_left_alone(monkeypatch):
+  monkeypatch.delenv(allocator.OPT_IN_VARIABLE, raising=False)
   assert allocator.child_environment() == {}
 
 
@@ -82,6 +83,7 @@ print(json.dumps({"held": held, "after": rss_mb(), "released": released}))
 @pytest.mark.skipif(allocator._glibc() is None or sys.platform != "linux", reason="glibc malloc only")
 def test_release_free_memory_hands_the_freed_heap_back():
   proc = subprocess.run([sys.executable, "-c", _TRIM_SCRIPT], capture_output=True, text=True,
-                        timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"}, check=True)
+                        timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu", "LRA_WAVELET_MALLOC": "reuse"},
+                        check=True)
   result = json.loads(proc.stdout.strip().splitlines()[-1])
   assert result["released"] and result["after"] < result["held"] - 200, result
