@@ -15,11 +15,9 @@ per step, the ListOps small step 11% faster; measured numbers are in results/ben
 The cost: freed memory stays in the process (its RSS does not shrink after a peak), and the
 heap can grow by a few step-sized blocks while small allocations split freed ones: a function
 with a 64 MB temporary went from 280 to 600 MB in its first calls, then stayed there over 300
-calls; the ListOps small train step stayed at 1,450 MB from its first step. A process hands
-its free heap back with ``release_free_memory``: the trainer does after compiling its step and
-after each evaluation (so neither the compiler's freed memory nor the growth can add up over a
-long run; the next step faults its temporary in once), the train bench after compiling, and
-the mixer bench between cases.
+calls. ``release_free_memory`` hands free pages back to the OS (not the address space): the
+trainer calls it after compiling its step and after each evaluation, the train bench after
+compiling, and the mixer bench between cases; the next step faults its temporary in once.
 
 The arena limit binds only threads that have no arena yet, so ``reuse_freed_memory`` must run
 before the JAX runtime starts its threads: the binary and the bench's case processes call it
@@ -37,6 +35,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import platform
 
@@ -56,6 +55,7 @@ def _wanted() -> bool:
   return os.environ.get(OPT_IN_VARIABLE, "").lower() == "reuse" and platform.system() == "Linux"
 
 
+@functools.cache
 def _glibc():
   """The C library if it is glibc (it has ``mallopt`` and ``gnu_get_libc_version``), else None."""
   try:

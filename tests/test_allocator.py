@@ -27,16 +27,17 @@ print(json.dumps({"applied": applied, "faults": faults, "describe": allocator.de
 """
 
 
-def _run(**env) -> dict:
-  proc = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True, timeout=300,
+def _run(script: str, **env) -> dict:
+  """Run ``script`` in a fresh Python (the options must precede JAX's threads); its last line."""
+  proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                         env={**os.environ, "JAX_PLATFORMS": "cpu", **env}, check=True)
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.skipif(allocator._glibc() is None or sys.platform != "linux", reason="glibc malloc only")
 def test_freed_blocks_are_reused_across_executions():
-  default = _run(LRA_WAVELET_MALLOC="")
-  reused = _run(LRA_WAVELET_MALLOC="reuse")
+  default = _run(_SCRIPT, LRA_WAVELET_MALLOC="")
+  reused = _run(_SCRIPT, LRA_WAVELET_MALLOC="reuse")
   assert not default["applied"] and default["describe"] == "system malloc defaults"
   assert reused["applied"] and "freed blocks reused" in reused["describe"]
   # A 64 MB block faulted in anew is 16,384 faults of 4 KB. In the first calls the heap can
@@ -82,8 +83,5 @@ print(json.dumps({"held": held, "after": rss_mb(), "released": released}))
 
 @pytest.mark.skipif(allocator._glibc() is None or sys.platform != "linux", reason="glibc malloc only")
 def test_release_free_memory_hands_the_freed_heap_back():
-  proc = subprocess.run([sys.executable, "-c", _TRIM_SCRIPT], capture_output=True, text=True,
-                        timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu", "LRA_WAVELET_MALLOC": "reuse"},
-                        check=True)
-  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  result = _run(_TRIM_SCRIPT, LRA_WAVELET_MALLOC="reuse")
   assert result["released"] and result["after"] < result["held"] - 200, result

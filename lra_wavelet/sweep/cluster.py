@@ -24,10 +24,11 @@ def connect(address: str = "", **init_kwargs: Any) -> None:
   if ray.is_initialized():
     return
   os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-  # Trial processes get the binary's allocator options from their start (lra_wavelet.allocator).
-  runtime_env = dict(init_kwargs.pop("runtime_env", None) or {})
-  runtime_env["env_vars"] = {**allocator.child_environment(), **runtime_env.get("env_vars", {})}
-  init_kwargs["runtime_env"] = runtime_env
+  allocator_env = allocator.child_environment()
+  if allocator_env:  # trial processes get the binary's allocator options from their start
+    runtime_env = dict(init_kwargs.pop("runtime_env", None) or {})
+    runtime_env["env_vars"] = {**allocator_env, **runtime_env.get("env_vars", {})}
+    init_kwargs["runtime_env"] = runtime_env
   if address in LOCAL:
     ray.init(include_dashboard=False, **init_kwargs)
   else:
