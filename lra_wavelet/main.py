@@ -60,6 +60,8 @@ _BENCH_DTYPE = flags.DEFINE_enum("bench_dtype", "float32", ["float32", "bfloat16
 _BENCH_REPEATS = flags.DEFINE_integer("bench_repeats", 5, "bench: timed repetitions per case")
 _TRAIN = flags.DEFINE_bool("train", False, "bench: whole training steps per --tasks x --presets x "
                            "--bench_scales (results/bench_train.md) instead of single mixers")
+_BENCH_PROFILE_STEPS = flags.DEFINE_integer("bench_profile_steps", 0, "bench --train: trace this many more "
+                                            "steps per case and tabulate XLA op times by kind (0 = off)")
 _BENCH_SCALES = flags.DEFINE_list("bench_scales", ["tiny", "small", "paper"], "bench --train: config scales")
 
 
@@ -123,7 +125,7 @@ def cmd_bench() -> None:
     from lra_wavelet.bench import train  # pylint: disable=import-outside-toplevel
     path = train.run_train_bench(_TASKS.value, _PRESETS.value, _BENCH_SCALES.value, dtype=_BENCH_DTYPE.value,
                                  repeats=_BENCH_REPEATS.value, overrides=_OVERRIDES.value,
-                                 results_dir=_RESULTS_DIR.value)
+                                 results_dir=_RESULTS_DIR.value, profile_steps=_BENCH_PROFILE_STEPS.value)
     print(f"wrote {path}")
     return
   from lra_wavelet.bench import mixers  # pylint: disable=import-outside-toplevel

@@ -92,8 +92,9 @@ def test_bench_train_smoke_writes_tables(tmp_path):
            bench_train.Case("listops", "no_such_preset", "tiny"),
            bench_train.Case("no_such_task", "transformer", "tiny")]
   path = bench_train.run_train_bench(cases=cases, overrides=micro, repeats=2, results_dir=tmp_path,
-                                     peak_sizes=(256,))
+                                     peak_sizes=(256,), profile_steps=1)
   text = path.read_text()
+  assert "## Where the step's time goes" in text and "### listops / transformer / tiny" in text
   assert path == tmp_path / "bench_train.md"
   assert "Matmul peak" in text and "- commit:" in text and "## Cases" in text
   with open(tmp_path / "bench_train.csv", newline="") as f:

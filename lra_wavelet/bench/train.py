@@ -46,7 +46,7 @@ from unittest import mock
 import numpy as np
 
 from lra_wavelet import allocator
-from lra_wavelet.bench import common
+from lra_wavelet.bench import common, profile
 
 REPO = Path(__file__).resolve().parent.parent.parent
 CONFIGS = REPO / "configs"
@@ -275,8 +275,12 @@ def _build_config(case: Case, dtype: str | None):
 
 def measure_case(case: Case, *, repeats: int = 5, max_seconds: float = 120.0, dtype: str | None = None,
                  memory_fraction: float = MEMORY_FRACTION,
-                 peak_sizes: Sequence[int] = PEAK_MATMUL_SIZES) -> dict[str, Any]:
-  """Measure one case in this process; returns its table row (``status`` says what happened)."""
+                 peak_sizes: Sequence[int] = PEAK_MATMUL_SIZES, profile_steps: int = 0) -> dict[str, Any]:
+  """Measure one case in this process; returns its table row (``status`` says what happened).
+
+  With ``profile_steps`` > 0, that many more steps run under the JAX profiler and the row's
+  ``profile`` holds their op times by kind (``bench.profile.op_kind_times``, as dicts).
+  """
   import jax  # pylint: disable=import-outside-toplevel
   from lra_wavelet import data as data_lib, tasks  # pylint: disable=import-outside-toplevel
   from lra_wavelet.train import loop  # pylint: disable=import-outside-toplevel
@@ -366,6 +370,8 @@ def measure_case(case: Case, *, repeats: int = 5, max_seconds: float = 120.0, dt
       holder["state"], metrics = compiled(holder["state"], data_lib.to_global(host_batch, mesh))
     jax.block_until_ready((holder["state"], metrics))
     fed_rate = fed_steps / (time.perf_counter() - start)
+    if profile_steps:
+      row["profile"] = [t._asdict() for t in profile.profile_calls(step, profile_steps)]
   except Exception as e:  # pylint: disable=broad-except
     row["status"] = _failure("failed", e)
     return row
@@ -443,7 +449,7 @@ def run_train_bench(tasks: Sequence[str] | None = None, presets: Sequence[str] |
                     overrides: Sequence[str] = (), max_seconds: float = 120.0,
                     results_dir: str | Path = "results", isolate: bool = True,
                     cases: Sequence[Case] | None = None,
-                    peak_sizes: Sequence[int] = PEAK_MATMUL_SIZES) -> Path:
+                    peak_sizes: Sequence[int] = PEAK_MATMUL_SIZES, profile_steps: int = 0) -> Path:
   """Measure every case and write ``bench_train.md`` and ``bench_train.csv`` in ``results_dir``.
 
   Args:
@@ -460,6 +466,8 @@ def run_train_bench(tasks: Sequence[str] | None = None, presets: Sequence[str] |
     isolate: run each case in its own process (peak RSS per case, crashes contained).
     cases: explicit cases instead of the product of tasks, presets and scales.
     peak_sizes: sizes of the square float32 matmuls whose best FLOP/s is the peak.
+    profile_steps: if > 0, trace this many more steps per case and add a section with each
+      case's op times by kind (``bench.profile``).
 
   Returns:
     Path of the markdown file.
@@ -467,12 +475,15 @@ def run_train_bench(tasks: Sequence[str] | None = None, presets: Sequence[str] |
   from lra_wavelet.reproduce.runner import parse_overrides  # pylint: disable=import-outside-toplevel
   if repeats < 1:
     raise ValueError(f"repeats must be at least 1; got {repeats}")
+  if profile_steps < 0:
+    raise ValueError(f"profile_steps must be 0 (off) or more; got {profile_steps}")
   if dtype not in (None, "float32", "bfloat16"):
     raise ValueError(f"dtype must be float32 or bfloat16; got {dtype!r}")
   extra = tuple(parse_overrides(overrides).items())
   cases = list(cases) if cases is not None else default_cases(tasks, presets, scales)
   cases = [dataclasses.replace(c, overrides=c.overrides + extra) for c in cases]
-  settings = {"repeats": repeats, "max_seconds": max_seconds, "dtype": dtype, "peak_sizes": list(peak_sizes)}
+  settings = {"repeats": repeats, "max_seconds": max_seconds, "dtype": dtype, "peak_sizes": list(peak_sizes),
+              "profile_steps": profile_steps}
   load_before = os.getloadavg()
   peak_start = matmul_peak(peak_sizes)
   rows = []
@@ -561,6 +572,14 @@ def _write(rows, results_dir: Path, *, settings, overrides, peaks, loads) -> Pat
                        "## Cases", common.markdown_table(shown, _SUMMARY_COLUMNS, _HEADERS),
                        "## All columns", common.markdown_table(shown, _COLUMNS, _HEADERS),
                        "## Notes", notes]
+  profiled = [r for r in rows if r.get("profile")]
+  if profiled:
+    sections += ["## Where the step's time goes",
+                 f"XLA op times of {settings['profile_steps']} more steps per case under the JAX profiler, "
+                 "by op kind (`lra_wavelet.bench.profile`), summed over the executing threads."]
+    sections += ["\n".join(profile.markdown_lines(
+        f"{r['task']} / {r['preset']} / {r['scale']}", [profile.OpKindTime(**t) for t in r["profile"]],
+        1e3 / r["steps_per_s"])) for r in profiled]
   return common.write_markdown(results_dir / "bench_train.md",
                                "Training throughput: whole train steps", record, sections)
 
